@@ -1,0 +1,423 @@
+"""Scale up a tenant: read its templates, replicate them, batch, write, report.
+
+    python -m pipelines.scale_up --tenant-id T --scale-factor 8 [--report report.json]
+
+Exit codes: 0 success, 2 bad input (the message says what to fix), 1 failure. The last
+line on stdout is the run report as JSON (also written to ``--report``); progress and
+logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import resource
+import sys
+import threading
+import time
+import uuid
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import apache_beam as beam
+import neo4j
+import neo4j.exceptions
+import psutil
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from pipelines import operations
+from transforms.batch_size import adaptive_batch_size
+from transforms.connection import Neo4jConnection
+from transforms.neo4j_write import METRICS_NAMESPACE, WriteGraph
+from transforms.progress import WRITE_PROGRESS
+from transforms.replicate import ReplicateNodes, ReplicateRelationships, ReplicationSettings
+from transforms.schema import ensure_indexes
+from transforms.templates import (
+    PlanError,
+    ReadTemplates,
+    TemplatePlan,
+    TemplateSelection,
+    plan_templates,
+)
+
+_LOG = logging.getLogger("scale_up")
+
+#: FACTS.md: the DirectRunner sends GroupIntoBatches pipelines to its legacy runner,
+#: which drops user metrics of all but the first bundle and needs 16x the memory.
+DEFAULT_RUNNER = "FnApiRunner"
+MAX_NEW_NODES = 100_000_000
+MAX_BATCH_SIZE = 100_000
+MAX_CONCURRENT_WRITES = 64
+PROGRESS_INTERVAL_S = 5.0
+
+
+class UsageError(ValueError):
+    """Bad input: exit code 2, nothing written."""
+
+
+class ScaleUpOptions(PipelineOptions):
+    """The scale-up's own flags; every other flag is Beam's (``--runner`` ...)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
+        # Nothing is ``required=True`` here: Beam parses every PipelineOptions subclass
+        # when it reads its own flags, so required flags are checked in parse_arguments.
+        parser.add_argument("--tenant-id", dest="tenant_id",
+                            help="tenant_id of the resources to copy (templates); required")
+        size = parser.add_mutually_exclusive_group()
+        size.add_argument("--scale-factor", dest="scale_factor", type=float,
+                          help="final/initial size of the template set, > 1; 8 turns 5k into "
+                               "40k; non-integer factors are fine")
+        size.add_argument("--target-count", dest="target_count", type=int,
+                          help="final size of the template set instead of a factor")
+        parser.add_argument("--resource-types", dest="resource_types", nargs="+", default=None,
+                            metavar="TYPE",
+                            help="copy only these resource types (space- or comma-separated), "
+                                 "e.g. Microsoft.Compute/virtualMachines")
+        parser.add_argument("--operation-id", dest="operation_id", default=None,
+                            help="id of this operation (default: a new one); re-running an "
+                                 "operation id completes it without duplicates")
+        parser.add_argument("--max-concurrent-writes", dest="max_concurrent_writes", type=int,
+                            default=5,
+                            help="write transactions in flight at once per worker (1-64, "
+                                 "default 5)")
+        parser.add_argument("--batch-size", dest="batch_size", type=int, default=None,
+                            help="rows per write transaction (default: adaptive, from the "
+                                 "expected count)")
+        parser.add_argument("--report", dest="report", default=None,
+                            help="also write the JSON run report to this file")
+        parser.add_argument("--neo4j-uri", dest="neo4j_uri", default=None,
+                            help="Bolt URI (default: $NEO4J_URI or bolt://127.0.0.1:7687)")
+        parser.add_argument("--neo4j-user", dest="neo4j_user", default=None,
+                            help="user (default: $NEO4J_USER or neo4j); the password comes "
+                                 "only from $NEO4J_PASSWORD or the file $NEO4J_PASSWORD_FILE; "
+                                 "without one, no authentication is used")
+        parser.add_argument("--neo4j-database", dest="neo4j_database", default=None,
+                            help="database (default: $NEO4J_DATABASE or neo4j)")
+        parser.add_argument("--progress-interval", dest="progress_interval", type=float,
+                            default=PROGRESS_INTERVAL_S,
+                            help="seconds between progress lines on stderr (default 5)")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaleUpConfig:
+    """Validated, plain values: what ``run`` needs besides the connection."""
+
+    tenant_id: str
+    scale_factor: Optional[float]
+    target_count: Optional[int]
+    resource_types: Optional[Tuple[str, ...]]
+    operation_id: str
+    max_concurrent_writes: int
+    batch_size: Optional[int]
+    report_path: Optional[str]
+    progress_interval: float
+
+    def parameters(self) -> Dict[str, Any]:
+        """What the operation record keeps of the request."""
+        return {
+            "tenant_id": self.tenant_id,
+            "scale_factor": self.scale_factor,
+            "target_count": self.target_count,
+            "resource_types": list(self.resource_types) if self.resource_types else None,
+            "max_concurrent_writes": self.max_concurrent_writes,
+            "batch_size": self.batch_size,
+        }
+
+
+def parse_arguments(argv: Optional[Sequence[str]]) -> Tuple[ScaleUpConfig, Dict[str, Any], List[str]]:
+    """Our flags → ``ScaleUpConfig`` and connection flags; the rest are Beam's flags.
+
+    Raises ``UsageError`` for values argparse accepts but that make no sense.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.scale_up",
+        description="Scale up an Azure tenant graph in Neo4j with synthetic copies of its "
+                    "resources. Any Apache Beam pipeline flag (e.g. --runner) is passed on.",
+    )
+    ScaleUpOptions._add_argparse_args(parser)
+    args, beam_args = parser.parse_known_args(argv)
+    if not args.tenant_id or not args.tenant_id.strip():
+        raise UsageError("--tenant-id is required (the tenant_id of the resources to copy)")
+    if args.scale_factor is None and args.target_count is None:
+        raise UsageError("give --scale-factor F (> 1) or --target-count N")
+    if args.scale_factor is not None and not (math.isfinite(args.scale_factor) and args.scale_factor > 1):
+        raise UsageError(f"--scale-factor must be a finite number > 1, got {args.scale_factor}")
+    if args.target_count is not None and args.target_count < 2:
+        raise UsageError(f"--target-count must be larger than the template count, got {args.target_count}")
+    if not 1 <= args.max_concurrent_writes <= MAX_CONCURRENT_WRITES:
+        raise UsageError(f"--max-concurrent-writes must be from 1 to {MAX_CONCURRENT_WRITES}, "
+                         f"got {args.max_concurrent_writes}")
+    if args.batch_size is not None and not 1 <= args.batch_size <= MAX_BATCH_SIZE:
+        raise UsageError(f"--batch-size must be from 1 to {MAX_BATCH_SIZE}, got {args.batch_size}")
+    if args.progress_interval <= 0:
+        raise UsageError(f"--progress-interval must be positive, got {args.progress_interval}")
+    operation_id = args.operation_id or f"scale-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    if not operation_id.isprintable() or len(operation_id) > 200:
+        raise UsageError("--operation-id must be printable and at most 200 characters")
+    resource_types = None
+    if args.resource_types:
+        resource_types = tuple(sorted({t.strip() for arg in args.resource_types
+                                       for t in arg.split(",") if t.strip()}))
+    config = ScaleUpConfig(
+        tenant_id=args.tenant_id,
+        scale_factor=args.scale_factor,
+        target_count=args.target_count,
+        resource_types=resource_types or None,
+        operation_id=operation_id,
+        max_concurrent_writes=args.max_concurrent_writes,
+        batch_size=args.batch_size,
+        report_path=args.report,
+        progress_interval=args.progress_interval,
+    )
+    connection_flags = {"uri": args.neo4j_uri, "user": args.neo4j_user,
+                        "database": args.neo4j_database}
+    return config, connection_flags, beam_args
+
+
+def build_pipeline(
+    pipeline: beam.Pipeline,
+    connection: Neo4jConnection,
+    plan: TemplatePlan,
+    settings: ReplicationSettings,
+    batch_size: int,
+    max_concurrent_writes: int,
+) -> None:
+    """read → replicate → batch → write nodes, then relationships once all nodes are in."""
+    read = pipeline | "ReadTemplates" >> ReadTemplates(connection, plan.selection, plan.chunks)
+    nodes = read.templates | "ReplicateNodes" >> ReplicateNodes(settings)
+    relationships = read.relationships | "ReplicateRelationships" >> ReplicateRelationships(settings)
+    write_dead_letters = (nodes.rows, relationships.rows) | "Write" >> WriteGraph(
+        connection, batch_size, max_concurrent_writes)
+    (
+        (nodes.dead_letter, relationships.dead_letter, write_dead_letters)
+        | "DeadLetters" >> beam.Flatten()
+        | "LogDeadLetters" >> beam.Map(_log_dead_letter)
+    )
+
+
+def _log_dead_letter(dead_letter: Tuple) -> None:
+    *what, reason = dead_letter
+    _LOG.error("not written: %s (%s)", str(what)[:300], reason)
+
+
+class _ProgressReporter(threading.Thread):
+    """Logs done/total, rate and ETA every ``interval`` seconds while the pipeline runs."""
+
+    def __init__(self, total_nodes: int, total_relationships: int, interval: float) -> None:
+        super().__init__(name="progress", daemon=True)
+        self._totals = (total_nodes, total_relationships)
+        self._interval = interval
+        self._stopped = threading.Event()
+        self._start_time = time.monotonic()
+
+    def run(self) -> None:
+        while not self._stopped.wait(self._interval):
+            nodes, relationships = WRITE_PROGRESS.snapshot()
+            done, total = nodes + relationships, sum(self._totals)
+            elapsed = time.monotonic() - self._start_time
+            rate = done / elapsed if elapsed > 0 else 0.0
+            eta = f"{(total - done) / rate:.0f} s" if rate > 0 else "unknown"
+            _LOG.info("progress: nodes %d/%d, relationships %d/%d (%.0f%%), %.0f rows/s, ETA %s",
+                      nodes, self._totals[0], relationships, self._totals[1],
+                      100.0 * done / max(total, 1), rate, eta)
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+def _metric_totals(result: beam.runners.runner.PipelineResult) -> Dict[str, Any]:
+    """Counters summed over steps, distributions merged, by metric name."""
+    query = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(METRICS_NAMESPACE))
+    counters: Dict[str, int] = {}
+    for counter in query["counters"]:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        counters[counter.key.metric.name] = counters.get(counter.key.metric.name, 0) + value
+    distributions: Dict[str, Dict[str, float]] = {}
+    for distribution in query["distributions"]:
+        value = distribution.committed or distribution.attempted
+        if value is None or value.count == 0:
+            continue
+        merged = distributions.setdefault(distribution.key.metric.name,
+                                          {"count": 0, "sum": 0, "min": value.min, "max": value.max})
+        merged["count"] += value.count
+        merged["sum"] += value.sum
+        merged["min"] = min(merged["min"], value.min)
+        merged["max"] = max(merged["max"], value.max)
+    for merged in distributions.values():
+        merged["mean"] = merged["sum"] / merged["count"]
+    return {"counters": counters, "distributions": distributions}
+
+
+def _database_counts(driver: neo4j.Driver, database: str, operation_id: str) -> Dict[str, Dict[str, int]]:
+    """What the operation really wrote, by type, read back from the database."""
+    nodes = driver.execute_query(
+        "MATCH (n:Resource {scale_operation_id: $op}) RETURN n.type AS type, count(*) AS n",
+        op=operation_id, database_=database).records
+    relationships = driver.execute_query(
+        "MATCH (n:Resource {scale_operation_id: $op})-[r]-() WHERE r.scale_operation_id = $op "
+        "WITH DISTINCT r RETURN type(r) AS type, count(*) AS n",
+        op=operation_id, database_=database).records
+    return {"nodes": {r["type"]: r["n"] for r in nodes},
+            "relationships": {r["type"]: r["n"] for r in relationships}}
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run(config: ScaleUpConfig, connection: Neo4jConnection, beam_args: Sequence[str]) -> Dict[str, Any]:
+    """Run one scale-up and return its report (also recorded on the operation node)."""
+    started = time.monotonic()
+    process = psutil.Process()
+    rss_start_mb = process.memory_info().rss / 2**20
+    driver = connection.open_driver()
+    try:
+        driver.verify_connectivity()
+        created_indexes = ensure_indexes(driver, connection.database)
+        plan = plan_templates(
+            connection, driver, TemplateSelection(config.tenant_id, config.resource_types),
+            config.scale_factor, config.target_count, MAX_NEW_NODES,
+        )
+        batch_size = config.batch_size or adaptive_batch_size(
+            plan.new_node_count + plan.new_relationship_count, "write")
+        _LOG.info("operation %s: %d templates → %d new nodes, %d new relationships; "
+                  "batches of %d rows, %d concurrent writes",
+                  config.operation_id, plan.template_count, plan.new_node_count,
+                  plan.new_relationship_count, batch_size, config.max_concurrent_writes)
+        generation_timestamp = operations.start_operation(
+            driver, connection.database, config.operation_id, config.tenant_id, config.parameters())
+        settings = ReplicationSettings(config.operation_id, generation_timestamp, plan.copy_rule,
+                                       shards=config.max_concurrent_writes)
+        options = PipelineOptions(list(beam_args))
+        if not options.view_as(StandardOptions).runner:
+            options.view_as(StandardOptions).runner = DEFAULT_RUNNER
+        runner_name = options.view_as(StandardOptions).runner
+        WRITE_PROGRESS.reset()
+        progress = _ProgressReporter(plan.new_node_count, plan.new_relationship_count,
+                                     config.progress_interval)
+        pipeline_started = time.monotonic()
+        progress.start()
+        try:
+            pipeline = beam.Pipeline(options=options)
+            build_pipeline(pipeline, connection, plan, settings, batch_size,
+                           config.max_concurrent_writes)
+            result = pipeline.run()
+            result.wait_until_finish()
+        except BaseException as error:
+            operations.finish_operation(driver, connection.database, config.operation_id,
+                                        operations.FAILED, error=f"{type(error).__name__}: {error}")
+            raise
+        finally:
+            progress.stop()
+        pipeline_seconds = time.monotonic() - pipeline_started
+        metrics = _metric_totals(result)
+        in_database = _database_counts(driver, connection.database, config.operation_id)
+        report = _report(config, plan, runner_name, metrics, in_database, created_indexes,
+                         batch_size,
+                         duration=time.monotonic() - started, pipeline_seconds=pipeline_seconds,
+                         memory={"start_mb": round(rss_start_mb, 1),
+                                 "end_mb": round(process.memory_info().rss / 2**20, 1),
+                                 "peak_mb": round(_peak_rss_mb(), 1)})
+        status = operations.SUCCEEDED if not report["errors"] else operations.FAILED
+        report["status"] = status
+        operations.finish_operation(driver, connection.database, config.operation_id, status,
+                                    report=report)
+        return report
+    finally:
+        driver.close()
+
+
+def _report(config: ScaleUpConfig, plan: TemplatePlan, runner: str, metrics: Dict[str, Any],
+            in_database: Dict[str, Dict[str, int]], created_indexes: List[str],
+            batch_size: int, duration: float,
+            pipeline_seconds: float, memory: Dict[str, float]) -> Dict[str, Any]:
+    counters, distributions = metrics["counters"], metrics["distributions"]
+    nodes_written = counters.get("nodes_written", 0)
+    relationships_written = counters.get("relationships_written", 0)
+    latency = distributions.get("write_latency_ms", {})
+    errors = []
+    if counters.get("dead_letters"):
+        errors.append(f"{counters['dead_letters']} records could not be written (see the log)")
+    if nodes_written != plan.new_node_count:
+        errors.append(f"wrote {nodes_written} nodes, expected {plan.new_node_count}")
+    if relationships_written != plan.new_relationship_count:
+        errors.append(f"wrote {relationships_written} relationships, expected "
+                      f"{plan.new_relationship_count}")
+    return {
+        "operation_id": config.operation_id,
+        "tenant_id": config.tenant_id,
+        "status": None,
+        "runner": runner,
+        "parameters": config.parameters(),
+        "templates": plan.template_count,
+        "templates_by_type": plan.templates_by_type,
+        "expected": {"nodes": plan.new_node_count, "relationships": plan.new_relationship_count},
+        "written": {"nodes": nodes_written, "relationships": relationships_written},
+        "in_database": in_database,
+        "duration_s": round(duration, 3),
+        "pipeline_s": round(pipeline_seconds, 3),
+        "throughput": {
+            "nodes_per_s": round(nodes_written / pipeline_seconds, 1),
+            "relationships_per_s": round(relationships_written / pipeline_seconds, 1),
+        },
+        "memory": memory,
+        "batches": {
+            "count": counters.get("batches_written", 0),
+            "batch_size": batch_size,
+            "size": distributions.get("batch_size"),
+            "max_concurrent_writes": config.max_concurrent_writes,
+            "observed_concurrency_max": distributions.get("write_concurrency", {}).get("max"),
+        },
+        "neo4j": {
+            "write_transactions": latency.get("count", 0),
+            "write_time_s": round(latency.get("sum", 0) / 1000.0, 3),
+            "indexes_created": created_indexes,
+        },
+        "retries": counters.get("write_retries", 0),
+        "dead_letters": counters.get("dead_letters", 0),
+        "errors": errors,
+    }
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config, connection_flags, beam_args = parse_arguments(argv)
+        connection = Neo4jConnection.from_environment(**connection_flags)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # an unreadable NEO4J_PASSWORD_FILE
+        print(f"error: cannot read the password file: {error}", file=sys.stderr)
+        return 2
+    try:
+        report = run(config, connection, beam_args)
+    except PlanError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except neo4j.exceptions.AuthError:
+        print(f"error: Neo4j at {connection.uri} refused the credentials of user "
+              f"{connection.user!r}; check NEO4J_USER and NEO4J_PASSWORD", file=sys.stderr)
+        return 1
+    except (neo4j.exceptions.ServiceUnavailable, OSError) as error:
+        print(f"error: cannot reach Neo4j at {connection.uri}: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # noqa: BLE001 - a scheduler needs a message and exit 1
+        _LOG.exception("scale-up %s failed", config.operation_id)
+        print(f"error: scale-up {config.operation_id} failed: {type(error).__name__}: {error}",
+              file=sys.stderr)
+        return 1
+    text = json.dumps(report, sort_keys=True)
+    if config.report_path:
+        with open(config.report_path, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+    print(text)
+    return 0 if report["status"] == operations.SUCCEEDED else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""How the pipeline reaches Neo4j: connection settings and the driver they open.
+
+The settings travel inside pickled DoFns to whatever worker runs them, so they are
+plain values; the driver itself is never pickled: each DoFn opens one in ``setup()``
+and closes it in ``teardown()`` (the driver is thread-safe but bound to its process).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Mapping, Optional
+
+import neo4j
+
+DEFAULT_URI = "bolt://127.0.0.1:7687"
+DEFAULT_USER = "neo4j"
+DEFAULT_DATABASE = "neo4j"
+
+
+@dataclasses.dataclass(frozen=True)
+class Neo4jConnection:
+    """Where and as whom to connect.
+
+    ``password=None`` means "connect without authentication". The password is
+    excluded from ``repr`` so that it never reaches a log line, an error message or
+    Beam display data.
+    """
+
+    uri: str = DEFAULT_URI
+    user: str = DEFAULT_USER
+    password: Optional[str] = dataclasses.field(default=None, repr=False)
+    database: str = DEFAULT_DATABASE
+
+    @classmethod
+    def from_environment(
+        cls,
+        environ: Mapping[str, str] = os.environ,
+        uri: Optional[str] = None,
+        user: Optional[str] = None,
+        database: Optional[str] = None,
+    ) -> "Neo4jConnection":
+        """Explicit values win, then ``NEO4J_URI``/``NEO4J_USER``/``NEO4J_DATABASE``.
+
+        The password only ever comes from ``NEO4J_PASSWORD``, or from the file named
+        by ``NEO4J_PASSWORD_FILE`` (its first line), never from a command-line flag.
+        """
+        password = environ.get("NEO4J_PASSWORD")
+        password_file = environ.get("NEO4J_PASSWORD_FILE")
+        if password is None and password_file:
+            with open(password_file, encoding="utf-8") as handle:
+                password = handle.readline().rstrip("\r\n")
+        return cls(
+            uri=uri or environ.get("NEO4J_URI") or DEFAULT_URI,
+            user=user or environ.get("NEO4J_USER") or DEFAULT_USER,
+            password=password or None,
+            database=database or environ.get("NEO4J_DATABASE") or DEFAULT_DATABASE,
+        )
+
+    def open_driver(self, **driver_options) -> neo4j.Driver:
+        """A new driver for this process; the caller closes it.
+
+        Deprecation notices are turned off: the queries keep the ``CALL { WITH x }``
+        form that every Neo4j 5.x understands, which 5.23+ reports as deprecated.
+        """
+        auth = (self.user, self.password) if self.password is not None else None
+        driver_options.setdefault(
+            "notifications_disabled_classifications",
+            [neo4j.NotificationDisabledClassification.DEPRECATION],
+        )
+        return neo4j.GraphDatabase.driver(self.uri, auth=auth, **driver_options)
