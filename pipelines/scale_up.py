@@ -28,6 +28,7 @@ import psutil
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines import operations
+from pipelines.cli import add_connection_arguments, connection_from
 from transforms.batch_size import adaptive_batch_size
 from transforms.connection import Neo4jConnection
 from transforms.neo4j_write import METRICS_NAMESPACE, WriteGraph
@@ -88,14 +89,7 @@ class ScaleUpOptions(PipelineOptions):
                                  "expected count)")
         parser.add_argument("--report", dest="report", default=None,
                             help="also write the JSON run report to this file")
-        parser.add_argument("--neo4j-uri", dest="neo4j_uri", default=None,
-                            help="Bolt URI (default: $NEO4J_URI or bolt://127.0.0.1:7687)")
-        parser.add_argument("--neo4j-user", dest="neo4j_user", default=None,
-                            help="user (default: $NEO4J_USER or neo4j); the password comes "
-                                 "only from $NEO4J_PASSWORD or the file $NEO4J_PASSWORD_FILE; "
-                                 "without one, no authentication is used")
-        parser.add_argument("--neo4j-database", dest="neo4j_database", default=None,
-                            help="database (default: $NEO4J_DATABASE or neo4j)")
+        add_connection_arguments(parser)
         parser.add_argument("--progress-interval", dest="progress_interval", type=float,
                             default=PROGRESS_INTERVAL_S,
                             help="seconds between progress lines on stderr (default 5)")
@@ -127,8 +121,8 @@ class ScaleUpConfig:
         }
 
 
-def parse_arguments(argv: Optional[Sequence[str]]) -> Tuple[ScaleUpConfig, Dict[str, Any], List[str]]:
-    """Our flags → ``ScaleUpConfig`` and connection flags; the rest are Beam's flags.
+def parse_arguments(argv: Optional[Sequence[str]]) -> Tuple[ScaleUpConfig, Neo4jConnection, List[str]]:
+    """Our flags → ``ScaleUpConfig`` and the connection; the rest are Beam's flags.
 
     Raises ``UsageError`` for values argparse accepts but that make no sense.
     """
@@ -172,9 +166,7 @@ def parse_arguments(argv: Optional[Sequence[str]]) -> Tuple[ScaleUpConfig, Dict[
         report_path=args.report,
         progress_interval=args.progress_interval,
     )
-    connection_flags = {"uri": args.neo4j_uri, "user": args.neo4j_user,
-                        "database": args.neo4j_database}
-    return config, connection_flags, beam_args
+    return config, connection_from(args), beam_args
 
 
 def build_pipeline(
@@ -278,7 +270,7 @@ def run(config: ScaleUpConfig, connection: Neo4jConnection, beam_args: Sequence[
         driver.verify_connectivity()
         created_indexes = ensure_indexes(driver, connection.database)
         plan = plan_templates(
-            connection, driver, TemplateSelection(config.tenant_id, config.resource_types),
+            driver, connection.database, TemplateSelection(config.tenant_id, config.resource_types),
             config.scale_factor, config.target_count, MAX_NEW_NODES,
         )
         batch_size = config.batch_size or adaptive_batch_size(
@@ -386,8 +378,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        config, connection_flags, beam_args = parse_arguments(argv)
-        connection = Neo4jConnection.from_environment(**connection_flags)
+        config, connection, beam_args = parse_arguments(argv)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

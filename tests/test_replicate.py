@@ -62,6 +62,7 @@ def test_copies_carry_properties_and_markers_but_not_the_real_resource_claims():
         assert row["template_source_id"] == t["id"]
         assert row["generation_timestamp"] == TIMESTAMP
         assert row["generation_strategy"] == "template_replication"
+        assert row["scale_replica"] in (0, 1)
         assert row["tags"] == '{"env": "prod"}' and row["props"] == [1, None, "ü"]
         assert not {"original_id", "abstracted_id", "scan_id"} & set(row)
         assert row["id"].startswith(t["id"] + "-syn-") and row["name"].startswith("vm1-syn-")
@@ -101,7 +102,8 @@ def test_unsafe_label_goes_to_dead_letter_and_is_not_replicated():
 
 
 def relationship(template_id, other_template_id=None, outgoing=True, rel_type="USES", **props):
-    return {"template_id": template_id, "resource_group": "rg", "outgoing": outgoing,
+    return {"template_id": template_id, "template_element_id": f"node:{template_id}",
+            "resource_group": "rg", "outgoing": outgoing,
             "type": rel_type, "props": props, "element_id": f"rel:{template_id}:{other_template_id}",
             "other_element_id": f"node:{other_template_id or 'shared'}",
             "other_template_id": other_template_id}
@@ -134,11 +136,17 @@ def test_relationships_to_shared_nodes_keep_the_shared_node_and_their_direction(
 
 
 def test_partial_replica_links_to_the_real_neighbour_when_it_has_no_copy_there():
-    # "a" gets 3 copies, "b" only 2: replica 2 of "a" links to the real "b".
+    # "a" gets 3 copies, "b" only 2: replica 2 of "a" links to the real "b" ...
     rows = relationships_of([relationship("a", "b")], settings(base_copies=2, extra_copy_below_id="b"))
-    ends = sorted(row["end"] for _, row in rows)
-    assert len(rows) == 3
-    assert ends == sorted([synthetic_id(OP, "b", 0), synthetic_id(OP, "b", 1), "node:b"])
+    assert sorted((row["start"], row["end"]) for _, row in rows) == sorted(
+        [(synthetic_id(OP, "a", r), synthetic_id(OP, "b", r)) for r in range(2)]
+        + [(synthetic_id(OP, "a", 2), "node:b")])
+    assert {kind[3] for (kind, _), row in rows if row["end"] == "node:b"} == {ELEMENT_ID}
+    # ... and the other way round: the real "a" links to replica 2 of "b".
+    rows = relationships_of([relationship("b", "a")], settings(base_copies=2, extra_copy_below_id="b"))
+    assert sorted((row["start"], row["end"]) for _, row in rows) == sorted(
+        [(synthetic_id(OP, "b", r), synthetic_id(OP, "a", r)) for r in range(2)]
+        + [("node:b", synthetic_id(OP, "a", 2))])
 
 
 def test_unsafe_relationship_type_is_dead_lettered():

@@ -5,12 +5,14 @@ Replica ``r`` of the tenant is an independent copy of the template subgraph:
 * each template ``t`` with ``copies(t) > r`` gets a synthetic node ``t_r`` carrying all
   of its properties and labels except those that claim to be the real resource, plus
   the markers (``synthetic``, ``scale_operation_id``, ``template_source_id``,
-  ``generation_strategy``, ``generation_timestamp``);
+  ``generation_strategy``, ``generation_timestamp``, and ``scale_replica``: which
+  copy it is);
 * each template relationship becomes, in replica ``r``, the same type, direction and
-  properties (plus ``scale_operation_id`` and ``template_source_rel_id``) between
-  ``t_r`` and the other end's replica ``r`` when the other end is a template copied in
-  that replica, else the other end itself (a shared node, a resource outside the
-  selection, or a template without an ``r``-th copy when the factor is not an integer).
+  properties (plus ``scale_operation_id`` and ``template_source_rel_id``) between the
+  replica-``r`` copies of its two ends. An end that has no replica-``r`` copy is kept
+  as it is: a shared node, a resource outside the selection, or, when the factor is
+  not an integer, a template with one copy fewer than the other end. A relationship
+  is copied into as many replicas as its ends have copies (the larger count).
 
 So every synthetic node's relationships correspond one-to-one to its template's; no
 cross product of copies is possible, and nothing depends on chunk boundaries because
@@ -33,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import zlib
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -123,6 +125,7 @@ class _ReplicateNodesFn(beam.DoFn):
             suffix = synthetic_suffix(settings.operation_id, template_id, replica)
             row = dict(base)
             row["id"] = template_id + suffix
+            row["scale_replica"] = replica
             if isinstance(name, str):
                 row["name"] = name + suffix
             yield (kind, (base_shard + replica) % settings.shards), row
@@ -146,26 +149,35 @@ class _ReplicateRelationshipsFn(beam.DoFn):
             return
         template_id = relationship["template_id"]
         other_template_id = relationship["other_template_id"]
+        own_copies = rule.copies_of(template_id)
         other_copies = rule.copies_of(other_template_id) if other_template_id is not None else 0
-        outgoing = relationship["outgoing"]
         props = dict(relationship["props"])
         props["scale_operation_id"] = settings.operation_id
         props[RELATIONSHIP_KEY] = relationship["element_id"]
         base_shard = _base_shard(relationship["resource_group"])
-        for replica in range(rule.copies_of(template_id)):
-            own_id = synthetic_id(settings.operation_id, template_id, replica)
-            if replica < other_copies:
-                other_match = SYNTHETIC_LABEL
-                other_id = synthetic_id(settings.operation_id, other_template_id, replica)
-            else:
-                other_match, other_id = ELEMENT_ID, relationship["other_element_id"]
-            if outgoing:
-                kind = relationship_kind(rel_type, SYNTHETIC_LABEL, other_match, RELATIONSHIP_KEY)
+        for replica in range(max(own_copies, other_copies)):
+            own_match, own_id = _end_in_replica(
+                settings.operation_id, template_id, relationship["template_element_id"],
+                replica, own_copies)
+            other_match, other_id = _end_in_replica(
+                settings.operation_id, other_template_id, relationship["other_element_id"],
+                replica, other_copies)
+            if relationship["outgoing"]:
+                kind = relationship_kind(rel_type, own_match, other_match, RELATIONSHIP_KEY)
                 row = {"start": own_id, "end": other_id, "props": props}
             else:
-                kind = relationship_kind(rel_type, other_match, SYNTHETIC_LABEL, RELATIONSHIP_KEY)
+                kind = relationship_kind(rel_type, other_match, own_match, RELATIONSHIP_KEY)
                 row = {"start": other_id, "end": own_id, "props": props}
             yield (kind, (base_shard + replica) % settings.shards), row
+
+
+def _end_in_replica(operation_id: str, template_id: Optional[str], element_id: str,
+                    replica: int, copies: int) -> Tuple[str, str]:
+    """How to find one end of a relationship in ``replica``: its copy if it has one
+    there (by ``id``), else the node itself (by ``elementId``)."""
+    if replica < copies:
+        return SYNTHETIC_LABEL, synthetic_id(operation_id, template_id, replica)
+    return ELEMENT_ID, element_id
 
 
 class ReplicateNodes(beam.PTransform):

@@ -40,9 +40,15 @@ def _is_template(variable: str) -> str:
     )
 
 
+# Copies of template t (see CopyRule), and copies of a template relationship: as many
+# as the end with more copies has (o is the other end, a template or not).
 _COPIES = (
     "$base_copies + CASE WHEN $extra_copy_below_id IS NOT NULL "
     "AND t.id < $extra_copy_below_id THEN 1 ELSE 0 END"
+)
+_RELATIONSHIP_COPIES = (
+    "$base_copies + CASE WHEN $extra_copy_below_id IS NOT NULL AND (t.id < $extra_copy_below_id "
+    f"OR ({_is_template('o')} AND o.id < $extra_copy_below_id)) THEN 1 ELSE 0 END"
 )
 
 _COUNT_BY_TYPE = f"""
@@ -74,7 +80,7 @@ CALL {{
 _COUNT_RELATIONSHIPS_BY_TYPE = f"""
 MATCH (t:Resource) WHERE {_is_template('t')}
 {_TEMPLATE_RELATIONSHIPS}
-RETURN type(r) AS type, count(*) AS template_relationships, sum({_COPIES}) AS copies
+RETURN type(r) AS type, count(*) AS template_relationships, sum({_RELATIONSHIP_COPIES}) AS copies
 """
 
 _CHUNK = f"""
@@ -88,7 +94,8 @@ _READ_CHUNK_RELATIONSHIPS = (
     _CHUNK
     + _TEMPLATE_RELATIONSHIPS
     + f"""
-RETURN t.id AS template_id, t.resource_group AS resource_group, outgoing,
+RETURN t.id AS template_id, elementId(t) AS template_element_id,
+       t.resource_group AS resource_group, outgoing,
        type(r) AS type, properties(r) AS props, elementId(r) AS element_id,
        elementId(o) AS other_element_id,
        CASE WHEN {_is_template('o')} THEN o.id END AS other_template_id
@@ -192,8 +199,8 @@ def _describe_existing(session: neo4j.Session, selection: TemplateSelection) -> 
 
 
 def plan_templates(
-    connection: Neo4jConnection,
     driver: neo4j.Driver,
+    database: str,
     selection: TemplateSelection,
     scale_factor: Optional[float],
     target_count: Optional[int],
@@ -207,7 +214,7 @@ def plan_templates(
     ``chunk_size`` (templates per read) defaults to the adaptive read batch size.
     """
     params = selection.parameters()
-    with driver.session(database=connection.database, default_access_mode=neo4j.READ_ACCESS) as session:
+    with driver.session(database=database, default_access_mode=neo4j.READ_ACCESS) as session:
         by_type = session.run(_COUNT_BY_TYPE, {**params, **CopyRule(0, None).parameters()}).data()
         template_count = sum(row["templates"] for row in by_type)
         if template_count == 0:
@@ -292,8 +299,8 @@ class ReadTemplates(beam.PTransform):
     relationships that touch them (output ``relationships``).
 
     A template is ``{"id", "labels", "props"}``; a template relationship is
-    ``{"template_id", "resource_group", "outgoing", "type", "props", "element_id",
-    "other_element_id", "other_template_id"}`` (``other_template_id`` is None when the
+    ``{"template_id", "template_element_id", "resource_group", "outgoing", "type",
+    "props", "element_id", "other_element_id", "other_template_id"}`` (``other_template_id`` is None when the
     other end is not a template: a shared node, or a resource outside the selection).
     """
 
