@@ -7,23 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-venv=.venv
-python=$venv/bin/python
-stamp=$venv/.installed-setup-py.sha256
-
-if [[ ! -x $python ]]; then
-    echo "==> creating $venv (python3 -m venv)"
-    python3 -m venv "$venv"
-fi
-
-want=$(sha256sum setup.py | cut -d' ' -f1)
-if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
-    echo "==> installing the project and its test dependencies into $venv (pip install -e '.[test]')"
-    "$python" -m pip install --disable-pip-version-check --progress-bar off -e '.[test]'
-    echo "$want" > "$stamp"
-else
-    echo "==> $venv is up to date with setup.py"
-fi
+source scripts/venv.sh
 
 if [[ -z ${NEO4J_URI:-} ]]; then
     echo "==> Neo4j jars (fetched from Maven Central once, then cached)"

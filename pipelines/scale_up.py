@@ -181,8 +181,11 @@ def build_pipeline(
     read = pipeline | "ReadTemplates" >> ReadTemplates(connection, plan.selection, plan.chunks)
     nodes = read.templates | "ReplicateNodes" >> ReplicateNodes(settings)
     relationships = read.relationships | "ReplicateRelationships" >> ReplicateRelationships(settings)
+    groups = plan.template_count + sum(plan.template_relationships_by_type.values())
+    rows_per_group = (plan.new_node_count + plan.new_relationship_count) / groups
     write_dead_letters = (nodes.rows, relationships.rows) | "Write" >> WriteGraph(
-        connection, batch_size, max_concurrent_writes)
+        connection, batch_size, rows_per_group=rows_per_group,
+        max_concurrent_writes=max_concurrent_writes)
     (
         (nodes.dead_letter, relationships.dead_letter, write_dead_letters)
         | "DeadLetters" >> beam.Flatten()
@@ -268,11 +271,11 @@ def run(config: ScaleUpConfig, connection: Neo4jConnection, beam_args: Sequence[
     driver = connection.open_driver()
     try:
         driver.verify_connectivity()
-        created_indexes = ensure_indexes(driver, connection.database)
         plan = plan_templates(
             driver, connection.database, TemplateSelection(config.tenant_id, config.resource_types),
             config.scale_factor, config.target_count, MAX_NEW_NODES,
         )
+        created_indexes = ensure_indexes(driver, connection.database)
         batch_size = config.batch_size or adaptive_batch_size(
             plan.new_node_count + plan.new_relationship_count, "write")
         _LOG.info("operation %s: %d templates → %d new nodes, %d new relationships; "
@@ -374,17 +377,8 @@ def _report(config: ScaleUpConfig, plan: TemplatePlan, runner: str, metrics: Dic
     }
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        config, connection, beam_args = parse_arguments(argv)
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:  # an unreadable NEO4J_PASSWORD_FILE
-        print(f"error: cannot read the password file: {error}", file=sys.stderr)
-        return 2
+def execute(config: ScaleUpConfig, connection: Neo4jConnection, beam_args: Sequence[str]) -> int:
+    """Run and report like the command line does; return the exit code."""
     try:
         report = run(config, connection, beam_args)
     except PlanError as error:
@@ -408,6 +402,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             handle.write(text + "\n")
     print(text)
     return 0 if report["status"] == operations.SUCCEEDED else 1
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config, connection, beam_args = parse_arguments(argv)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # an unreadable NEO4J_PASSWORD_FILE
+        print(f"error: cannot read the password file: {error}", file=sys.stderr)
+        return 2
+    return execute(config, connection, beam_args)
 
 
 if __name__ == "__main__":

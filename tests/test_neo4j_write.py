@@ -166,7 +166,7 @@ class FakeConnection:
 @pytest.mark.parametrize("limit", [1, 3])
 def test_sink_keeps_at_most_the_limit_in_flight_and_really_overlaps(limit):
     driver = _SHARED_DRIVERS[f"limit{limit}"] = FakeDriver(delay=0.05)
-    batches = [((NODE, i % 4), rows(10, prefix=f"b{i}-")) for i in range(12)]
+    batches = [((NODE, i % 4), [rows(4, prefix=f"b{i}-"), rows(6, prefix=f"c{i}-")]) for i in range(12)]
     pipeline = BeamTestPipeline(runner="FnApiRunner")
     _ = pipeline | beam.Create(batches) | WriteToNeo4j(FakeConnection(f"limit{limit}"), limit)
     result = pipeline.run()
@@ -183,7 +183,7 @@ def test_sink_keeps_at_most_the_limit_in_flight_and_really_overlaps(limit):
 
 def test_relationship_batches_of_one_shard_never_overlap():
     driver = _SHARED_DRIVERS["shards"] = FakeDriver(delay=0.05)
-    batches = [((REL, 0), [{"id": f"r{i}", "start": "a", "end": "b", "props": {}}]) for i in range(6)]
+    batches = [((REL, 0), [[{"id": f"r{i}", "start": "a", "end": "b", "props": {}}]]) for i in range(6)]
     pipeline = BeamTestPipeline(runner="FnApiRunner")
     _ = pipeline | beam.Create(batches) | WriteToNeo4j(FakeConnection("shards"), 5)
     pipeline.run().wait_until_finish()

@@ -31,7 +31,8 @@ def template(template_id, labels=("Resource",), **props):
 
 
 def run_fn(fn, elements):
-    """Call a DoFn directly: its outputs, with tagged outputs as ("tag", value)."""
+    """Call a DoFn directly: one ``(key, row)`` per row of its row groups, and tagged
+    outputs as ``("tag", value)``."""
     fn.setup()
     out = []
     for element in elements:
@@ -39,7 +40,8 @@ def run_fn(fn, elements):
             if isinstance(output, beam.pvalue.TaggedOutput):
                 out.append((output.tag, output.value))
             else:
-                out.append(output)
+                key, rows = output
+                out.extend((key, row) for row in rows)
     return out
 
 
@@ -154,13 +156,22 @@ def test_unsafe_relationship_type_is_dead_lettered():
     assert len(out) == 1 and out[0][0] == "dead_letter" and "unsafe relationship type" in out[0][1][1]
 
 
-def test_same_shard_for_a_node_and_its_relationships_in_one_replica():
+def test_copies_of_one_template_travel_as_one_group_in_their_resource_groups_shard():
+    replication = settings(base_copies=5, shards=3)
+    groups = list(_ReplicateNodesFn(replication).process(template("a", resource_group="rg-1")))
+    assert len(groups) == 1 and len(groups[0][1]) == 5
+    rel_groups = list(_ReplicateRelationshipsFn(replication).process(relationship("a", None)))
+    assert len(rel_groups) == 1 and len(rel_groups[0][1]) == 5
+    shards = {_ReplicateNodesFn(replication).process(template(f"t{i}", resource_group=f"rg-{i}"))
+              .__next__()[0][1] for i in range(30)}
+    assert shards == {0, 1, 2}  # resource groups spread over all shards
+
+
+def test_same_shard_for_a_node_and_its_relationships():
     nodes = nodes_of([template("a", resource_group="rg")], settings(base_copies=5, shards=3))
     rels = relationships_of([relationship("a", None)], settings(base_copies=5, shards=3))
     node_shards = {row["id"]: shard for (_, shard), row in nodes}
-    for (_, shard), row in rels:
-        assert node_shards[row["start"]] == shard
-    assert len(set(node_shards.values())) == 3  # replicas spread over all shards
+    assert {node_shards[row["start"]] == shard for (_, shard), row in rels} == {True}
 
 
 @pytest.mark.parametrize("bad", [dict(operation_id=""), dict(shards=0)])
@@ -178,10 +189,10 @@ def test_transforms_in_a_pipeline_emit_every_copy_keyed_for_batching():
                  | ReplicateNodes(replication))
         rels = (p | "Relationships" >> beam.Create([relationship("a", "b")])
                 | ReplicateRelationships(replication))
-        assert_that(nodes.rows | "NodeIds" >> beam.Map(lambda kv: kv[1]["id"]),
+        assert_that(nodes.rows | "NodeIds" >> beam.FlatMap(lambda kv: [row["id"] for row in kv[1]]),
                     equal_to([synthetic_id(OP, t, r) for t in "ab" for r in range(3)]),
                     label="AllNodeCopies")
-        assert_that(rels.rows | "Ends" >> beam.Map(lambda kv: (kv[1]["start"], kv[1]["end"])),
+        assert_that(rels.rows | "Ends" >> beam.FlatMap(lambda kv: [(r["start"], r["end"]) for r in kv[1]]),
                     equal_to([(synthetic_id(OP, "a", r), synthetic_id(OP, "b", r)) for r in range(3)]),
                     label="OneRelationshipPerReplica")
         assert_that(nodes.dead_letter, equal_to([]), label="NoDeadLetters")

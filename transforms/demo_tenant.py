@@ -44,7 +44,9 @@ How it stays deterministic and bounded:
   ``beam.Create`` (FACTS.md: ~250 µs per created element) and generates the rows in a
   DoFn, one block plan (``BLOCK_SIZE`` slots) in memory at a time.
 
-Rows are keyed ``(write kind, shard)``. The shard of everything that belongs to a
+Rows are keyed ``(write kind, shard)`` and leave the transform in groups of up to
+``ROWS_PER_GROUP`` rows of one key (``WriteGraph`` takes row groups: Beam's
+per-element costs are then paid per group). The shard of everything that belongs to a
 resource group is derived from that group, so relationship batches of different shards
 touch disjoint resources (the sink writes shards in parallel); tenant-wide nodes go
 round-robin.
@@ -53,32 +55,39 @@ round-robin.
 from __future__ import annotations
 
 import base64
+import collections
 import dataclasses
+import functools
 import hashlib
+import itertools
 import json
 import random
 import re
 import time
-import uuid
-import zlib
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from transforms.cypher import WriteKind, node_kind, relationship_kind
+from transforms.cypher import WriteKind, is_node_kind, node_kind, relationship_kind
+from transforms.neo4j_write import METRICS_NAMESPACE
 
 NODES = "nodes"
 RELATIONSHIPS = "relationships"
 #: Resource indices per layout block; resource groups never span two blocks.
 BLOCK_SIZE = 100
 DEFAULT_CHUNK_SIZE = 1_000
+#: Rows per emitted group: one Beam element each (what ``WriteGraph`` calls a row group).
+ROWS_PER_GROUP = 100
 MAX_RESOURCES = 100_000_000
 MAX_SUBSCRIPTIONS = 1_000
 _TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
-#: The abstraction properties an Original does not carry.
+#: The abstraction properties an Original does not carry (it has everything else).
 ABSTRACTION_PROPERTIES = ("original_id", "original_name", "abstracted_id")
 LAYER_ID = "default"
+#: Measured averages (see ``expected_counts``), used only to size write batches.
+NODES_PER_RESOURCE = 2.4
+RELATIONSHIPS_PER_RESOURCE = 5.4
 
 RESOURCE_LABEL = "Resource"
 ORIGINAL_LABEL = "Original"
@@ -131,7 +140,8 @@ class _TypeInfo:
 
 
 _TYPES: Dict[str, _TypeInfo] = {
-    "workspace": _TypeInfo("Microsoft.OperationalInsights/workspaces", "log", "Log Analytics workspace"),
+    "workspace": _TypeInfo("Microsoft.OperationalInsights/workspaces", "log",
+                           "Log Analytics workspace"),
     "vnet": _TypeInfo("Microsoft.Network/virtualNetworks", "vnet", "Virtual network"),
     "subnet": _TypeInfo("Microsoft.Network/virtualNetworks/subnets", "snet", "Subnet"),
     "nsg": _TypeInfo("Microsoft.Network/networkSecurityGroups", "nsg", "Network security group"),
@@ -143,7 +153,8 @@ _TYPES: Dict[str, _TypeInfo] = {
     "vault": _TypeInfo("Microsoft.KeyVault/vaults", "kv", "Key vault"),
     "plan": _TypeInfo("Microsoft.Web/serverFarms", "asp", "App Service plan"),
     "site": _TypeInfo("Microsoft.Web/sites", "app", "Web app"),
-    "insights": _TypeInfo("Microsoft.Insights/components", "appi", "Application Insights component"),
+    "insights": _TypeInfo("Microsoft.Insights/components", "appi",
+                          "Application Insights component"),
     "sqlserver": _TypeInfo("Microsoft.Sql/servers", "sql", "Azure SQL logical server"),
     "sqldb": _TypeInfo("Microsoft.Sql/servers/databases", "sqldb", "Azure SQL database"),
     "endpoint": _TypeInfo("Microsoft.Network/privateEndpoints", "pe", "Private endpoint"),
@@ -171,21 +182,31 @@ _TAG_VALUES = {
     "dataClassification": ("public", "internal", "confidential"),
 }
 _OPTIONAL_TAG_KEYS = ("owner", "managedBy", "dataClassification")
+#: Built-in roles: (role definition GUID, name, description).
 _ROLE_DEFINITIONS = (
-    ("8e3af657-a8ff-443c-a75c-2fe8c4bcb635", "Owner", "Grants full access to manage all resources."),
-    ("b24988ac-6180-42a0-ab88-20f7382dd24c", "Contributor", "Grants full access to manage all resources, but does not allow you to assign roles."),
-    ("acdd72a7-3385-48ef-bd42-f606fba81ae7", "Reader", "View all resources, but does not allow you to make any changes."),
-    ("ba92f5b4-2d11-453d-a403-e96b0029c9fe", "Storage Blob Data Contributor", "Read, write, and delete Azure Storage containers and blobs."),
-    ("4633458b-17de-408a-b874-0445c86b69e6", "Key Vault Secrets User", "Read secret contents."),
-    ("9980e02c-c2be-4d73-94e8-173b1dc7cf3c", "Virtual Machine Contributor", "Create and manage virtual machines."),
-    ("de139f84-1756-47ae-9be6-808fbbe84772", "Website Contributor", "Manage websites, but not the web plans to which they are connected."),
-    ("6d8ee4ec-f05a-4a1d-8b00-a9b17e38b437", "SQL DB Contributor", "Manage SQL databases, but not access to them."),
+    ("8e3af657-a8ff-443c-a75c-2fe8c4bcb635", "Owner",
+     "Grants full access to manage all resources."),
+    ("b24988ac-6180-42a0-ab88-20f7382dd24c", "Contributor",
+     "Grants full access to manage all resources, but does not allow you to assign roles."),
+    ("acdd72a7-3385-48ef-bd42-f606fba81ae7", "Reader",
+     "View all resources, but does not allow you to make any changes."),
+    ("ba92f5b4-2d11-453d-a403-e96b0029c9fe", "Storage Blob Data Contributor",
+     "Read, write, and delete Azure Storage containers and blobs."),
+    ("4633458b-17de-408a-b874-0445c86b69e6", "Key Vault Secrets User",
+     "Read secret contents."),
+    ("9980e02c-c2be-4d73-94e8-173b1dc7cf3c", "Virtual Machine Contributor",
+     "Create and manage virtual machines."),
+    ("de139f84-1756-47ae-9be6-808fbbe84772", "Website Contributor",
+     "Manage websites, but not the web plans to which they are connected."),
+    ("6d8ee4ec-f05a-4a1d-8b00-a9b17e38b437", "SQL Server Contributor",
+     "Manage SQL servers and databases, but not access to them."),
 )
 _WORKLOADS = ("network", "compute", "web", "data", "mixed")
 _WORKLOAD_WEIGHTS = (1, 4, 3, 2, 3)
 _RG_SIZES = (5, 6, 8, 10, 12, 15, 18, 20, 25, 30, 40)
 _VM_SIZES = ("Standard_B2s", "Standard_D2s_v5", "Standard_D4s_v5", "Standard_D8s_v5",
              "Standard_E4s_v5", "Standard_F4s_v2")
+_ZONES = '["1", "2", "3"]'
 _EPOCH_2025 = 1_735_689_600  # 2025-01-01T00:00:00Z
 _SIX_MONTHS_S = 182 * 86_400
 _ARM_IMAGES = (
@@ -195,13 +216,31 @@ _ARM_IMAGES = (
 )
 
 
+def _format_guid(bits: int) -> str:
+    """128 random bits as a version-4 GUID (by hand: 4x cheaper than ``uuid.UUID``)."""
+    h = f"{(bits & ~(0xC << 60)) | (0x8 << 60):032x}"
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{h[16:20]}-{h[20:]}"
+
+
 def _guid(*parts: object) -> str:
+    """A GUID that is a hash of ``parts``."""
     digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode("utf-8"), digest_size=16).digest()
-    return str(uuid.UUID(bytes=digest, version=4))
+    return _format_guid(int.from_bytes(digest, "big"))
 
 
 def _random_guid(rng: random.Random) -> str:
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    return _format_guid(rng.getrandbits(128))
+
+
+@functools.lru_cache(maxsize=4096)
+def _json(value: Tuple[Tuple[str, Any], ...]) -> str:
+    """JSON of a small flat mapping given as items; the few distinct ones are cached."""
+    return json.dumps(dict(value))
+
+
+def _json_strings(mapping: Dict[str, str]) -> str:
+    """JSON of a flat str→str mapping whose strings need no escaping (tags)."""
+    return "{" + ", ".join(f'"{key}": "{value}"' for key, value in mapping.items()) + "}"
 
 
 def _iso(seconds: int) -> str:
@@ -238,12 +277,15 @@ class _Tenant:
         self.users = min(5_000, max(3, spec.resources // 50))
         self.service_principals = min(1_000, max(2, spec.resources // 250))
         self.scan_id = f"scan-{_guid(self.key, 'scan')}"
+        self.directory_id = _guid(self.key, "directory")  # the Entra tenant GUID
         self.epoch = _EPOCH_2025 + rng.randrange(0, 90 * 86_400)
         self.name_mask = rng.getrandbits(32)
 
+    @functools.lru_cache(maxsize=8192)
     def user_id(self, number: int) -> str:
         return _guid(self.key, "user", number)
 
+    @functools.lru_cache(maxsize=2048)
     def service_principal_id(self, number: int) -> str:
         return _guid(self.key, "service-principal", number)
 
@@ -254,7 +296,7 @@ class _Tenant:
 
 # --------------------------------------------------------------------------- block plans
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class _ResourceGroup:
     ordinal: int
     first_index: int
@@ -267,11 +309,12 @@ class _ResourceGroup:
     env: str
     workload: str
     tags: Dict[str, str]
-    shard_key: int
+    block_midpoint: int  # where its middle lies in its block: decides its shard
     identity_id: Optional[str]  # the user-assigned managed identity, if any
+    directory_id: str  # the tenant's Entra GUID (ARM's ``tenantId``)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class _Link:
     rel_type: str
     target: "_Slot"
@@ -279,7 +322,7 @@ class _Link:
     props: Dict[str, Any]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # compared by identity: slots link to each other
 class _Slot:
     index: int
     kind: str
@@ -316,7 +359,8 @@ class _GroupBuilder:
         if len(self.slots) == self.rg.size:
             raise _Full()
         rg, info = self.rg, _TYPES[kind]
-        slot = _Slot(index=rg.first_index + len(self.slots), kind=kind, rg=rg, number=len(self.slots))
+        number = len(self.slots)
+        slot = _Slot(index=rg.first_index + number, kind=kind, rg=rg, number=number)
         slot.name = f"{info.prefix}-{self.tenant.resource_name_hash(slot.index)}"
         if kind == "storage":  # 3-24 lowercase letters and digits
             slot.name = slot.name.replace("-", "")
@@ -517,7 +561,8 @@ def _block_plan(tenant: _Tenant, block: int) -> List[Tuple[_ResourceGroup, List[
             subscription=subscription, location=location, app=app, env=env, workload=workload,
             tags={"environment": "prod" if env == "prod" else env, "application": app,
                   "costCenter": rng.choice(_TAG_VALUES["costCenter"])},
-            shard_key=zlib.crc32(rg_id.encode("utf-8")), identity_id=identity_id,
+            block_midpoint=first_index - block * BLOCK_SIZE + size // 2, identity_id=identity_id,
+            directory_id=tenant.directory_id,
         )
         builder = _GroupBuilder(tenant, rg, rng)
         try:
@@ -592,32 +637,37 @@ _DEFAULT_RULES = (
 _PORTS = ("22", "80", "443", "1433", "3389", "5432", "6379", "8080", "8443", "9000-9100")
 
 
-def _rule(nsg_id: str, name: str, priority: int, direction: str, access: str, source: str,
-          port: str, kind: str) -> Dict[str, Any]:
+def _rule_properties(priority: int, direction: str, access: str, source: str,
+                     port: str) -> Dict[str, Any]:
     return {
-        "name": name, "id": f"{nsg_id}/{kind}/{name}", "type": f"Microsoft.Network/networkSecurityGroups/{kind}",
-        "properties": {
-            "provisioningState": "Succeeded", "protocol": "Tcp" if port != "*" else "*",
-            "sourcePortRange": "*", "destinationPortRange": port,
-            "sourceAddressPrefix": source, "destinationAddressPrefix": "*",
-            "access": access, "priority": priority, "direction": direction,
-        },
+        "protocol": "Tcp" if port != "*" else "*", "sourcePortRange": "*",
+        "destinationPortRange": port, "sourceAddressPrefix": source,
+        "destinationAddressPrefix": "*", "access": access, "priority": priority,
+        "direction": direction,
     }
 
 
+#: The six rules every NSG has, in the short form (name and properties) of a scan.
+_DEFAULT_RULES_JSON = [
+    {"name": name, "properties": _rule_properties(priority, direction, access, source, "*")}
+    for name, priority, direction, access, source in _DEFAULT_RULES
+]
+
+
 def _nsg(slot: _Slot, rng: random.Random, end: int) -> _Built:
-    custom = [
-        _rule(slot.id, f"allow-{port.replace('-', '_')}-{n}", 100 + 10 * n, "Inbound",
-              "Allow", rng.choice(("VirtualNetwork", "Internet", "10.0.0.0/8", "AzureLoadBalancer")),
-              port, "securityRules")
-        for n, port in enumerate(rng.sample(_PORTS, rng.randint(1, 6)))
-    ]
-    default = [_rule(slot.id, name, priority, direction, access, source, "*", "defaultSecurityRules")
-               for name, priority, direction, access, source in _DEFAULT_RULES]
+    custom = []
+    for n, port in enumerate(rng.sample(_PORTS, rng.randint(1, 6))):
+        name = f"allow-{port.replace('-', '_')}-{n}"
+        source = rng.choice(("VirtualNetwork", "Internet", "10.0.0.0/8", "AzureLoadBalancer"))
+        properties = _rule_properties(100 + 10 * n, "Inbound", "Allow", source, port)
+        properties["provisioningState"] = "Succeeded"
+        custom.append({"name": name, "id": f"{slot.id}/securityRules/{name}",
+                       "type": "Microsoft.Network/networkSecurityGroups/securityRules",
+                       "properties": properties})
     users = [s for s in slot.referrers if s.index < end]
     return ({
         "provisioningState": "Succeeded", "resourceGuid": _random_guid(rng),
-        "securityRules": custom, "defaultSecurityRules": default,
+        "securityRules": custom, "defaultSecurityRules": _DEFAULT_RULES_JSON,
         "subnets": _ids([s for s in users if s.kind == "subnet"], end),
         "networkInterfaces": _ids([s for s in users if s.kind == "nic"], end),
     }, {}, f"{len(custom)} custom inbound rules")
@@ -633,14 +683,15 @@ def _pip(slot: _Slot, rng: random.Random, end: int) -> _Built:
     }
     if nics:
         properties["ipConfiguration"] = {"id": f"{nics[0].id}/ipConfigurations/ipconfig1"}
-    return (properties, {"sku": json.dumps({"name": "Standard", "tier": "Regional"}),
-                         "zones": json.dumps(["1", "2", "3"])}, f"static address {address}")
+    return (properties, {"sku": _json((("name", "Standard"), ("tier", "Regional"))),
+                         "zones": _ZONES}, f"static address {address}")
 
 
 def _nic(slot: _Slot, rng: random.Random, end: int) -> _Built:
     subnet, pip, nsg = slot.targets("subnet"), slot.targets("pip"), slot.targets("nsg")
     vms = [s for s in slot.referrers if s.kind == "vm" and s.index < end]
-    address = f"10.{subnet[0].parent.index % 250 if subnet else 0}.{slot.number % 250}.{4 + slot.index % 250}"
+    network = subnet[0].parent.index % 250 if subnet else 0
+    address = f"10.{network}.{slot.number % 250}.{4 + slot.index % 250}"
     configuration: Dict[str, Any] = {
         "privateIPAddress": address, "privateIPAllocationMethod": "Dynamic",
         "privateIPAddressVersion": "IPv4", "primary": True,
@@ -655,7 +706,7 @@ def _nic(slot: _Slot, rng: random.Random, end: int) -> _Built:
                               "properties": configuration}],
         "dnsSettings": {"dnsServers": [], "appliedDnsServers": []},
         "enableAcceleratedNetworking": rng.random() < 0.6, "enableIPForwarding": False,
-        "macAddress": "00-0D-3A-%02X-%02X-%02X" % (rng.randrange(256), rng.randrange(256), rng.randrange(256)),
+        "macAddress": "00-0D-3A-%02X-%02X-%02X" % tuple(rng.randrange(256) for _ in range(3)),
         "nicType": "Standard",
     }
     if nsg:
@@ -677,22 +728,24 @@ def _disk(slot: _Slot, rng: random.Random, end: int) -> _Built:
         "networkAccessPolicy": "AllowAll", "publicNetworkAccess": "Enabled",
         "timeCreated": _iso(slot.rg.ordinal * 3_600 + _EPOCH_2025 - _SIX_MONTHS_S),
     }
-    extra = {"sku": json.dumps({"name": tier, "tier": tier.split("_")[0]})}
+    extra = {"sku": _json((("name", tier), ("tier", tier.split("_")[0])))}
     if owners:
         extra["managed_by"] = owners[0].id
     return properties, extra, f"{size} GiB {tier}"
 
 
 def _ssh_key(rng: random.Random) -> str:
-    return "ssh-rsa " + base64.b64encode(rng.getrandbits(2_800).to_bytes(350, "big")).decode("ascii")
+    key = rng.getrandbits(2_800).to_bytes(350, "big")
+    return "ssh-rsa " + base64.b64encode(key).decode("ascii")
 
 
 def _vm(slot: _Slot, rng: random.Random, end: int) -> _Built:
     size = rng.choice(_VM_SIZES)
     publisher, offer, sku, os_type = rng.choice(_ARM_IMAGES)
     nics, disks = slot.targets("nic"), slot.targets("disk")
-    os_profile: Dict[str, Any] = {"computerName": slot.original_name[:15], "adminUsername": "azureadmin",
-                                  "secrets": [], "allowExtensionOperations": True}
+    os_profile: Dict[str, Any] = {"computerName": slot.original_name[:15],
+                                  "adminUsername": "azureadmin", "secrets": [],
+                                  "allowExtensionOperations": True}
     if os_type == "Linux":
         os_profile["linuxConfiguration"] = {
             "disablePasswordAuthentication": True, "provisionVMAgent": True,
@@ -709,23 +762,27 @@ def _vm(slot: _Slot, rng: random.Random, end: int) -> _Built:
         "vmId": _random_guid(rng), "provisioningState": "Succeeded",
         "hardwareProfile": {"vmSize": size},
         "storageProfile": {
-            "imageReference": {"publisher": publisher, "offer": offer, "sku": sku, "version": "latest"},
-            "osDisk": {"osType": os_type, "name": disks[0].name if disks else "", "createOption": "FromImage",
-                       "caching": "ReadWrite", "deleteOption": "Delete",
+            "imageReference": {"publisher": publisher, "offer": offer, "sku": sku,
+                               "version": "latest"},
+            "osDisk": {"osType": os_type, "name": disks[0].name if disks else "",
+                       "createOption": "FromImage", "caching": "ReadWrite",
+                       "deleteOption": "Delete",
                        "managedDisk": {"id": disks[0].id if disks else "",
                                        "storageAccountType": "Premium_LRS"}},
-            "dataDisks": [{"lun": lun, "name": disk.name, "createOption": "Attach", "caching": "ReadOnly",
-                           "managedDisk": {"id": disk.id}} for lun, disk in enumerate(disks[1:])],
+            "dataDisks": [{"lun": lun, "name": disk.name, "createOption": "Attach",
+                           "caching": "ReadOnly", "managedDisk": {"id": disk.id}}
+                          for lun, disk in enumerate(disks[1:])],
         },
         "osProfile": os_profile,
         "networkProfile": {"networkInterfaces": [
-            {"id": nic.id, "properties": {"primary": True, "deleteOption": "Detach"}} for nic in nics]},
+            {"id": nic.id, "properties": {"primary": True, "deleteOption": "Detach"}}
+            for nic in nics]},
         "diagnosticsProfile": {"bootDiagnostics": {"enabled": True}},
         "securityProfile": {"securityType": "TrustedLaunch",
                             "uefiSettings": {"secureBootEnabled": True, "vTpmEnabled": True}},
         "timeCreated": _iso(slot.rg.ordinal * 3_600 + _EPOCH_2025 - _SIX_MONTHS_S),
     }
-    return properties, {"zones": json.dumps([rng.choice("123")])}, f"{os_type} {size} running {offer}"
+    return properties, {"zones": f'["{rng.choice("123")}"]'}, f"{os_type} {size} running {offer}"
 
 
 def _storage(slot: _Slot, rng: random.Random, end: int) -> _Built:
@@ -742,19 +799,21 @@ def _storage(slot: _Slot, rng: random.Random, end: int) -> _Built:
         "encryption": {"keySource": "Microsoft.Storage",
                        "services": {"blob": {"enabled": True, "keyType": "Account"},
                                     "file": {"enabled": True, "keyType": "Account"}}},
-        "primaryEndpoints": endpoints, "primaryLocation": slot.rg.location, "statusOfPrimary": "available",
-    }, {"sku": json.dumps({"name": replication, "tier": "Standard"}), "kind": "StorageV2"},
+        "primaryEndpoints": endpoints, "primaryLocation": slot.rg.location,
+        "statusOfPrimary": "available",
+    }, {"sku": _json((("name", replication), ("tier", "Standard"))), "kind": "StorageV2"},
         f"{replication} general-purpose v2 storage")
 
 
 def _vault(slot: _Slot, rng: random.Random, end: int) -> _Built:
-    tenant = slot.rg.subscription  # stand-in GUID, stable per subscription
+    directory = slot.rg.directory_id
     policies = [{
-        "tenantId": tenant, "objectId": _random_guid(rng),
-        "permissions": {"keys": ["Get", "List"], "secrets": ["Get", "List", "Set"], "certificates": ["Get"]},
+        "tenantId": directory, "objectId": _random_guid(rng),
+        "permissions": {"keys": ["Get", "List"], "secrets": ["Get", "List", "Set"],
+                        "certificates": ["Get"]},
     } for _ in range(rng.randint(0, 3))]
     return ({
-        "provisioningState": "Succeeded", "tenantId": tenant,
+        "provisioningState": "Succeeded", "tenantId": directory,
         "sku": {"family": "A", "name": "standard"}, "accessPolicies": policies,
         "enableRbacAuthorization": not policies, "enableSoftDelete": True,
         "softDeleteRetentionInDays": 90, "enablePurgeProtection": rng.random() < 0.5,
@@ -763,14 +822,15 @@ def _vault(slot: _Slot, rng: random.Random, end: int) -> _Built:
 
 
 def _plan(slot: _Slot, rng: random.Random, end: int) -> _Built:
-    tier, name = rng.choice((("Basic", "B1"), ("Standard", "S1"), ("PremiumV3", "P1v3"), ("PremiumV3", "P2v3")))
+    tier, name = rng.choice((("Basic", "B1"), ("Standard", "S1"), ("PremiumV3", "P1v3"),
+                             ("PremiumV3", "P2v3")))
     sites = sum(1 for s in slot.referrers if s.index < end)
     linux = rng.random() < 0.6
     return ({
         "provisioningState": "Succeeded", "status": "Ready", "reserved": linux,
         "numberOfSites": sites, "maximumNumberOfWorkers": 30, "perSiteScaling": False,
         "zoneRedundant": False, "kind": "linux" if linux else "app",
-    }, {"sku": json.dumps({"name": name, "tier": tier, "capacity": rng.randint(1, 3)}),
+    }, {"sku": _json((("name", name), ("tier", tier), ("capacity", rng.randint(1, 3)))),
         "kind": "linux" if linux else "app"}, f"{tier} {name} hosting {sites} apps")
 
 
@@ -779,12 +839,15 @@ def _site(slot: _Slot, rng: random.Random, end: int) -> _Built:
     runtime = rng.choice(("DOTNETCORE|8.0", "NODE|20-lts", "PYTHON|3.12", "JAVA|17-java17"))
     host = f"{slot.name}.azurewebsites.net"
     settings = [{"name": name, "value": value} for name, value in (
-        ("WEBSITE_RUN_FROM_PACKAGE", "1"), ("APPLICATIONINSIGHTS_CONNECTION_STRING", "@Microsoft.KeyVault(...)"),
-        ("ASPNETCORE_ENVIRONMENT", slot.rg.env), ("FEATURE_FLAGS", "search,checkout-v2"))][:rng.randint(1, 4)]
+        ("WEBSITE_RUN_FROM_PACKAGE", "1"),
+        ("APPLICATIONINSIGHTS_CONNECTION_STRING", "@Microsoft.KeyVault(SecretUri=...)"),
+        ("ASPNETCORE_ENVIRONMENT", slot.rg.env), ("FEATURE_FLAGS", "search,checkout-v2"),
+    )][:rng.randint(1, 4)]
     return ({
         "state": "Running", "enabled": True, "hostNames": [host], "defaultHostName": host,
         "enabledHostNames": [host, f"{slot.name}.scm.azurewebsites.net"],
-        "serverFarmId": plan[0].id if plan else "", "httpsOnly": True, "clientAffinityEnabled": False,
+        "serverFarmId": plan[0].id if plan else "", "httpsOnly": True,
+        "clientAffinityEnabled": False,
         "siteConfig": {"linuxFxVersion": runtime, "alwaysOn": True, "http20Enabled": True,
                        "minTlsVersion": "1.2", "ftpsState": "Disabled", "appSettings": settings},
         "usageState": "Normal", "availabilityState": "Normal",
@@ -796,7 +859,8 @@ def _insights(slot: _Slot, rng: random.Random, end: int) -> _Built:
     return ({
         "ApplicationId": slot.name, "AppId": _random_guid(rng), "Application_Type": "web",
         "InstrumentationKey": key,
-        "ConnectionString": f"InstrumentationKey={key};IngestionEndpoint=https://{slot.rg.location}-0.in.applicationinsights.azure.com/",
+        "ConnectionString": f"InstrumentationKey={key};IngestionEndpoint="
+                            f"https://{slot.rg.location}-0.in.applicationinsights.azure.com/",
         "RetentionInDays": 90, "IngestionMode": "LogAnalytics", "provisioningState": "Succeeded",
     }, {"kind": "web"}, "collects web telemetry")
 
@@ -812,15 +876,18 @@ def _sqlserver(slot: _Slot, rng: random.Random, end: int) -> _Built:
 
 def _sqldb(slot: _Slot, rng: random.Random, end: int) -> _Built:
     name, tier, capacity = rng.choice((("S0", "Standard", 10), ("S2", "Standard", 50),
-                                       ("GP_Gen5_2", "GeneralPurpose", 2), ("BC_Gen5_4", "BusinessCritical", 4)))
+                                       ("GP_Gen5_2", "GeneralPurpose", 2),
+                                       ("BC_Gen5_4", "BusinessCritical", 4)))
     max_gb = rng.choice((32, 250, 500))
     return ({
-        "collation": "SQL_Latin1_General_CP1_CI_AS", "maxSizeBytes": max_gb * 2**30, "status": "Online",
+        "collation": "SQL_Latin1_General_CP1_CI_AS", "maxSizeBytes": max_gb * 2**30,
+        "status": "Online",
         "databaseId": _random_guid(rng), "currentServiceObjectiveName": name,
         "requestedServiceObjectiveName": name, "defaultSecondaryLocation": slot.rg.location,
         "catalogCollation": "SQL_Latin1_General_CP1_CI_AS", "zoneRedundant": False,
         "readScale": "Disabled", "currentBackupStorageRedundancy": "Geo", "isLedgerOn": False,
-    }, {"sku": json.dumps({"name": name, "tier": tier, "capacity": capacity}), "kind": "v12.0,user"},
+    }, {"sku": _json((("name", name), ("tier", tier), ("capacity", capacity))),
+        "kind": "v12.0,user"},
         f"{tier} {name}, {max_gb} GB")
 
 
@@ -833,7 +900,8 @@ def _endpoint(slot: _Slot, rng: random.Random, end: int) -> _Built:
         "privateLinkServiceConnections": [{
             "name": f"{slot.name}-{group}", "properties": {
                 "privateLinkServiceId": target[0].id, "groupIds": [group],
-                "privateLinkServiceConnectionState": {"status": "Approved", "actionsRequired": "None"}}}],
+                "privateLinkServiceConnectionState": {"status": "Approved",
+                                                      "actionsRequired": "None"}}}],
         "customDnsConfigs": [], "networkInterfaces": [],
     }, {}, f"private link to {target[0].name} ({group})")
 
@@ -848,7 +916,335 @@ _BUILDERS: Dict[str, Callable[[_Slot, random.Random, int], _Built]] = {
 
 # --------------------------------------------------------------------------- rows
 
-_Row = Tuple[str, Tuple[Tuple[WriteKind, int], Dict[str, Any]]]
+_KeyedRow = Tuple[Tuple[WriteKind, int], Dict[str, Any]]
+#: ``(NODES or RELATIONSHIPS, ((kind, shard), row))``.
+_Row = Tuple[str, _KeyedRow]
 
 
-@functools_cache := None  # placeholder removed below
+@functools.lru_cache(maxsize=None)
+def _rel_kind(rel_type: str, start_label: str, end_label: str) -> WriteKind:
+    return relationship_kind(rel_type, start_label, end_label)
+
+
+def _node(label: str, shard: int, row: Dict[str, Any]) -> _Row:
+    return NODES, ((_NODE_KINDS[label], shard), row)
+
+
+def _rel(rel_type: str, start_label: str, start: str, end_label: str, end: str, shard: int,
+         props: Optional[Dict[str, Any]] = None) -> _Row:
+    return RELATIONSHIPS, ((_rel_kind(rel_type, start_label, end_label), shard),
+                           {"start": start, "end": end, "props": props or {}})
+
+
+_FIRST_NAMES = ("Ada", "Ben", "Chen", "Dana", "Eli", "Fatima", "Goran", "Hana", "Ivan", "Julia",
+                "Kofi", "Lena", "Mateo", "Nia", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tara")
+_LAST_NAMES = ("Ahmed", "Berg", "Costa", "Dubois", "Evans", "Fischer", "Garcia", "Hansen",
+               "Ito", "Jensen", "Kowalski", "Lopez", "Moreau", "Nakamura", "Olsen", "Patel")
+
+
+def _tenant_rows(tenant: _Tenant, shards: int) -> Iterator[_Row]:
+    """The tenant-wide nodes (emitted once, with resource index 0), round-robin over shards."""
+    t = tenant.spec.tenant_id
+    shard = itertools.cycle(range(shards))
+    yield _node("Tenant", next(shard), {"id": t, "name": t, "tenant_id": t,
+                                        "display_name": f"{t} (demo tenant)",
+                                        "default_domain": f"{t}.onmicrosoft.com"})
+    for guid, name in zip(tenant.subscriptions, tenant.subscription_names):
+        subscription_id = f"/subscriptions/{guid}"
+        yield _node("Subscription", next(shard), {"id": subscription_id, "name": name,
+                                                  "subscription_id": guid, "tenant_id": t,
+                                                  "state": "Enabled"})
+        # One shard for all: they all lock the Tenant node.
+        yield _rel("CONTAINS", "Tenant", t, "Subscription", subscription_id, 0)
+    for code, display, region_id in tenant.regions:
+        yield _node("Region", next(shard), {"id": region_id, "name": code, "display_name": display,
+                                            "tenant_id": t})
+    for (key, value), tag_id in tenant.tag_ids.items():
+        yield _node("Tag", next(shard), {"id": tag_id, "key": key, "value": value, "tenant_id": t})
+    for number in range(tenant.users):
+        first = _FIRST_NAMES[number % len(_FIRST_NAMES)]
+        last = _LAST_NAMES[(number // len(_FIRST_NAMES)) % len(_LAST_NAMES)]
+        login = f"{first}.{last}{number // (len(_FIRST_NAMES) * len(_LAST_NAMES)) or ''}".lower()
+        yield _node("User", next(shard), {
+            "id": tenant.user_id(number), "display_name": f"{first} {last}",
+            "user_principal_name": f"{login}@{t}.onmicrosoft.com", "user_type": "Member",
+            "tenant_id": t})
+    for number in range(tenant.service_principals):
+        app = _APPS[number % len(_APPS)]
+        yield _node("ServicePrincipal", next(shard), {
+            "id": tenant.service_principal_id(number), "app_id": _guid(tenant.key, "app", number),
+            "display_name": f"sp-{app}-deploy-{number:03d}",
+            "service_principal_type": "Application", "tenant_id": t})
+    for role_id, name, description in tenant.role_definitions:
+        yield _node("RoleDefinition", next(shard), {
+            "id": role_id, "role_name": name, "description": description,
+            "role_type": "BuiltInRole", "tenant_id": t})
+
+
+def _group_rows(tenant: _Tenant, rg: _ResourceGroup, shard: int) -> Iterator[_Row]:
+    """A resource group, its managed identity and role assignments, and their links."""
+    t = tenant.spec.tenant_id
+    rng = random.Random(f"{tenant.key}\x1frg\x1f{rg.ordinal}")
+    yield _node("ResourceGroup", shard, {
+        "id": rg.id, "name": rg.name, "subscription_id": rg.subscription, "tenant_id": t,
+        "location": rg.location, "tags": _json_strings(rg.tags), "provisioning_state": "Succeeded"})
+    yield _rel("CONTAINS", "Subscription", f"/subscriptions/{rg.subscription}", "ResourceGroup",
+               rg.id, shard)
+    region = tenant.region_ids[rg.location]
+    yield _rel("LOCATED_IN", "ResourceGroup", rg.id, "Region", region, shard)
+    for key, value in rg.tags.items():
+        yield _rel("TAGGED_WITH", "ResourceGroup", rg.id, "Tag", tenant.tag_ids[key, value], shard)
+    principals = [
+        ("User", tenant.user_id(rng.randrange(tenant.users))),
+        ("ServicePrincipal", tenant.service_principal_id(rng.randrange(tenant.service_principals))),
+    ]
+    if rg.identity_id is not None:
+        yield _node("ManagedIdentity", shard, {
+            "id": rg.identity_id, "name": rg.identity_id.rsplit("/", 1)[1],
+            "principal_id": _random_guid(rng), "client_id": _random_guid(rng),
+            "identity_type": "UserAssigned", "resource_group": rg.name, "location": rg.location,
+            "tenant_id": t})
+        principals.append(("ManagedIdentity", rg.identity_id))
+    for label, principal in rng.sample(principals, rng.randint(1, 2)):
+        role_id = rng.choice(tenant.role_definitions)[0]
+        assignment = (f"{rg.id}/providers/Microsoft.Authorization/roleAssignments/"
+                      f"{_random_guid(rng)}")
+        yield _node("RoleAssignment", shard, {
+            "id": assignment, "principal_id": principal, "principal_type": label,
+            "role_definition_id": role_id, "scope": rg.id, "tenant_id": t})
+        yield _rel("ASSIGNED_TO", "RoleAssignment", assignment, label, principal, shard)
+        yield _rel("HAS_ROLE", "RoleAssignment", assignment, "RoleDefinition", role_id, shard)
+
+
+_SECRET_NAMES = ("db-connection-string", "storage-key", "api-key", "jwt-signing-key",
+                 "service-bus-connection", "smtp-password")
+
+
+def _resource_rows(tenant: _Tenant, slot: _Slot, shard: int, end: int) -> Iterator[_Row]:
+    """One abstracted resource, its Original, and every relationship it owns."""
+    rg, info, t = slot.rg, _TYPES[slot.kind], tenant.spec.tenant_id
+    region = tenant.region_ids[rg.location]
+    rng = random.Random(f"{tenant.key}\x1f{slot.index}")
+    properties, extra, detail = _BUILDERS[slot.kind](slot, rng, end)
+    tags = {}
+    if rng.random() < 0.35:
+        for key in rng.sample(("environment", "application", "costCenter"), rng.randint(1, 2)):
+            tags[key] = rg.tags[key]
+        if rng.random() < 0.2:
+            key = rng.choice(_OPTIONAL_TAG_KEYS)
+            tags[key] = rng.choice(_TAG_VALUES[key])
+    system_identity = None
+    if slot.kind in ("site", "vm") and rng.random() < (0.7 if slot.kind == "site" else 0.2):
+        system_identity = _random_guid(rng)
+        extra["identity"] = _json_strings({"type": "SystemAssigned", "principalId": system_identity,
+                                           "tenantId": tenant.directory_id})
+    elif slot.uses_rg_identity:
+        extra["identity"] = ('{"type": "UserAssigned", "userAssignedIdentities": {"'
+                             + rg.identity_id + '": {}}}')
+    common = {
+        "type": info.arm_type, "location": rg.location, "resource_group": rg.name,
+        "subscription_id": rg.subscription, "tenant_id": t, "tags": _json_strings(tags),
+        "properties": json.dumps(properties), "scan_id": tenant.scan_id, "layer_id": LAYER_ID,
+        "updated_at": _iso(tenant.epoch - rng.randrange(_SIX_MONTHS_S)),
+        "llm_description": f"{info.noun} {slot.name} in resource group {rg.name} ({rg.location}) "
+                           f"for the {rg.app} {rg.env} workload; {detail}.",
+        **extra,
+    }
+    yield NODES, ((_RESOURCE_KIND, shard), {
+        "id": slot.id, "name": slot.name, **common, "original_id": slot.original_id,
+        "original_name": slot.original_name, "abstracted_id": slot.id})
+    yield NODES, ((_ORIGINAL_KIND, shard),
+                  {"id": slot.original_id, "name": slot.original_name, **common})
+    yield _rel("SCAN_SOURCE_NODE", RESOURCE_LABEL, slot.id, RESOURCE_LABEL, slot.original_id, shard)
+    yield _rel("CONTAINS", "ResourceGroup", rg.id, RESOURCE_LABEL, slot.id, shard)
+    yield _rel("LOCATED_IN", RESOURCE_LABEL, slot.id, "Region", region, shard)
+    for key, value in tags.items():
+        yield _rel("TAGGED_WITH", RESOURCE_LABEL, slot.id, "Tag", tenant.tag_ids[key, value], shard)
+    for link in slot.links:
+        start, end_id = (slot.id, link.target.id) if link.outgoing else (link.target.id, slot.id)
+        yield _rel(link.rel_type, RESOURCE_LABEL, start, RESOURCE_LABEL, end_id, shard, link.props)
+    if system_identity is not None:
+        yield _node("ManagedIdentity", shard, {
+            "id": system_identity, "name": slot.name, "identity_type": "SystemAssigned",
+            "resource_id": slot.id, "tenant_id": t})
+    identity = system_identity if system_identity is not None else (
+        rg.identity_id if slot.uses_rg_identity else None)
+    if identity is not None:
+        yield _rel("USES_IDENTITY", RESOURCE_LABEL, slot.id, "ManagedIdentity", identity, shard)
+    if slot.kind == "vault":
+        for secret in rng.sample(_SECRET_NAMES, rng.randint(1, 4)):
+            secret_id = f"{slot.id}/secrets/{secret}"
+            yield _node("KeyVaultSecret", shard, {
+                "id": secret_id, "name": secret, "vault_id": slot.id, "enabled": True,
+                "content_type": "text/plain", "tenant_id": t})
+            yield _rel("STORES_SECRET", RESOURCE_LABEL, slot.id, "KeyVaultSecret", secret_id, shard)
+    creator = rng.random()
+    if creator < 0.16:
+        created = tenant.epoch - _SIX_MONTHS_S - rng.randrange(_SIX_MONTHS_S)
+        created_at = {"created_at": _iso(created)}
+        if creator < 0.08:
+            yield _rel("CREATED_BY", RESOURCE_LABEL, slot.id, "User",
+                       tenant.user_id(rng.randrange(tenant.users)), shard, created_at)
+        else:
+            yield _rel("CREATED_BY", RESOURCE_LABEL, slot.id, "ServicePrincipal",
+                       tenant.service_principal_id(rng.randrange(tenant.service_principals)),
+                       shard, created_at)
+
+
+def _shard(block: int, rg: _ResourceGroup, shards: int) -> int:
+    """Each block is cut into ``shards`` equal stretches, rotated by block; a group goes to
+    the stretch its middle lies in. Shards get near-equal numbers of resources whatever
+    the group sizes."""
+    return (block + rg.block_midpoint * shards // BLOCK_SIZE) % shards
+
+
+def _chunk_rows(tenant: _Tenant, start: int, end: int, shards: int) -> Iterator[_Row]:
+    """Every row owned by resource indices ``[start, end)``, in index order."""
+    resources = tenant.spec.resources
+    if start == 0 and end > 0:
+        yield from _tenant_rows(tenant, shards)
+    for block in range(start // BLOCK_SIZE, (end - 1) // BLOCK_SIZE + 1 if end > start else 0):
+        for rg, slots in _block_plan(tenant, block):
+            if rg.first_index >= end:
+                break
+            if rg.first_index + rg.size <= start:
+                continue
+            shard = _shard(block, rg, shards)
+            if rg.first_index >= start:
+                yield from _group_rows(tenant, rg, shard)
+            for slot in slots:
+                if start <= slot.index < end:
+                    yield from _resource_rows(tenant, slot, shard, resources)
+
+
+def _check_range(spec: DemoTenantSpec, start: int, end: int, shards: int) -> None:
+    if not 0 <= start <= end <= spec.resources:
+        raise ValueError(f"need 0 <= start <= end <= spec.resources ({spec.resources}), "
+                         f"got start={start}, end={end}")
+    if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
+        raise ValueError(f"shards must be a positive integer, got {shards!r}")
+
+
+def generate_rows(spec: DemoTenantSpec, start: int = 0, end: Optional[int] = None,
+                  shards: int = 1) -> Iterator[_Row]:
+    """The rows of resource indices ``[start, end)`` (default: the whole tenant), in Python.
+
+    Yields ``(NODES or RELATIONSHIPS, ((kind, shard), row))``: what ``GenerateDemoTenant``
+    emits, in index order, so that concatenating consecutive ranges gives exactly the
+    rows of the whole range. Memory stays bounded by one block plan.
+    """
+    end = spec.resources if end is None else end
+    _check_range(spec, start, end, shards)
+    return _chunk_rows(_Tenant(spec), start, end, shards)
+
+
+def label_key(kind: WriteKind) -> str:
+    """``"Resource"``, ``"Resource:Original"``, ``"Tag"`` ...: a node kind's labels."""
+    return ":".join((kind[1], *kind[2]))
+
+
+def expected_counts(spec: DemoTenantSpec) -> Dict[str, Dict[str, int]]:
+    """Exact counts of a spec's tenant, by generating it (≈ 0.1 s per 1,000 resources).
+
+    ``{"nodes": {label key: n}, "relationships": {type: n}, "resources_by_type": {type: n}}``,
+    where a label key is ``label_key(kind)`` and ``resources_by_type`` counts the
+    abstracted resources by ARM type.
+    """
+    nodes: collections.Counter = collections.Counter()
+    relationships: collections.Counter = collections.Counter()
+    types: collections.Counter = collections.Counter()
+    for tag, ((kind, _), row) in generate_rows(spec):
+        if tag == NODES:
+            nodes[label_key(kind)] += 1
+            if kind == _RESOURCE_KIND:
+                types[row["type"]] += 1
+        else:
+            relationships[kind[1]] += 1
+    return {"nodes": dict(nodes), "relationships": dict(relationships),
+            "resources_by_type": dict(types)}
+
+
+def approximate_counts(spec: DemoTenantSpec) -> Tuple[int, int]:
+    """(nodes, relationships) within a few percent, without generating: for sizing batches."""
+    return (round(spec.resources * NODES_PER_RESOURCE) + 300,
+            round(spec.resources * RELATIONSHIPS_PER_RESOURCE) + 10)
+
+
+# --------------------------------------------------------------------------- Beam
+
+def chunk_ranges(start: int, end: int, chunk_size: int) -> List[Tuple[int, int]]:
+    """``[(start, end), ...]`` covering ``range(start, end)`` in steps of ``chunk_size``."""
+    return [(first, min(first + chunk_size, end)) for first in range(start, end, chunk_size)]
+
+
+class _GenerateChunkFn(beam.DoFn):
+    """``(start, end)`` → the rows of those resource indices, in groups of one key
+    (node groups: main output, relationship groups: ``RELATIONSHIPS``)."""
+
+    def __init__(self, spec: DemoTenantSpec, shards: int) -> None:
+        self._spec = spec
+        self._shards = shards
+
+    def setup(self) -> None:
+        self._tenant = _Tenant(self._spec)
+        self._generated = Metrics.counter(METRICS_NAMESPACE, "demo_resources_generated")
+
+    def process(self, chunk: Tuple[int, int]) -> Iterator:
+        start, end = chunk
+        groups: Dict[Tuple[WriteKind, int], List[Dict[str, Any]]] = {}
+        for _, (key, row) in _chunk_rows(self._tenant, start, end, self._shards):
+            group = groups.setdefault(key, [])
+            group.append(row)
+            if len(group) == ROWS_PER_GROUP:
+                yield self._output(key, groups.pop(key))
+        for key, group in groups.items():
+            yield self._output(key, group)
+        self._generated.inc(end - start)
+
+    @staticmethod
+    def _output(key: Tuple[WriteKind, int], group: List[Dict[str, Any]]):
+        if is_node_kind(key[0]):
+            return key, group
+        return beam.pvalue.TaggedOutput(RELATIONSHIPS, (key, group))
+
+
+class GenerateDemoTenant(beam.PTransform):
+    """Pipeline root → ``{"nodes": ..., "relationships": ...}`` of a demo tenant.
+
+    Both PCollections hold row groups ``((kind, shard), [row, ...])`` as ``WriteGraph``
+    takes them (``rows_per_group=ROWS_PER_GROUP``; a group holds at most that many):
+    node rows are full property maps with ``id``, relationship rows ``{"start", "end",
+    "props"}`` with both ends matched by ``(:Label {id})``. ``shards`` (the sink's
+    concurrent writes) spreads rows over ``range(shards)`` by resource group.
+    ``chunk_size`` resource indices are generated per DoFn call; the rows do not depend
+    on it (how they are grouped does).
+
+    ``start``/``end`` restrict it to the rows of resource indices ``[start, end)``
+    (default: all). Cut at multiples of ``BLOCK_SIZE``, consecutive ranges written in
+    order never write a relationship before its ends: a relationship's ends belong to
+    its own range or, for tenant-wide nodes, to the first.
+    """
+
+    def __init__(self, spec: DemoTenantSpec, shards: int, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                 start: int = 0, end: Optional[int] = None) -> None:
+        super().__init__()
+        if not isinstance(spec, DemoTenantSpec):
+            raise TypeError(f"spec must be a DemoTenantSpec, got {type(spec).__name__}")
+        end = spec.resources if end is None else end
+        _check_range(spec, start, end, shards)
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        self._spec = spec
+        self._shards = shards
+        self._chunk_size = chunk_size
+        self._range = (start, end)
+
+    def expand(self, pbegin):
+        rows = (
+            pbegin
+            | "Chunks" >> beam.Create(chunk_ranges(*self._range, self._chunk_size))
+            | "SpreadChunks" >> beam.Reshuffle()
+            | "Generate" >> beam.ParDo(_GenerateChunkFn(self._spec, self._shards)).with_outputs(
+                RELATIONSHIPS, main=NODES)
+        )
+        return {NODES: rows[NODES], RELATIONSHIPS: rows[RELATIONSHIPS]}

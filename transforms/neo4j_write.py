@@ -1,8 +1,9 @@
 """The Neo4j sink: batches in, idempotent ``UNWIND`` transactions out, bounded parallelism.
 
-Input is what ``GroupIntoBatches`` emits: ``((kind, shard), rows)``. ``kind`` (see
-``transforms.cypher``) names the one constant statement the batch is written with;
-``shard`` spreads the work over concurrent transactions.
+Input is what ``GroupIntoBatches`` emits: ``((kind, shard), groups)``, each group a
+list of rows (the copies of one template, say). ``kind`` (see ``transforms.cypher``)
+names the one constant statement the batch is written with; ``shard`` spreads the
+work over concurrent transactions.
 
 Why it is shaped like this:
 
@@ -211,9 +212,11 @@ def _in_global_window(output):
 
 
 class _WriteBatchesFn(beam.DoFn):
-    def __init__(self, connection: Neo4jConnection, max_concurrent_writes: int) -> None:
+    def __init__(self, connection: Neo4jConnection, max_concurrent_writes: int,
+                 max_rows_per_transaction: Optional[int]) -> None:
         self._connection = connection
         self._max_concurrent_writes = max_concurrent_writes
+        self._max_rows_per_transaction = max_rows_per_transaction
 
     def setup(self) -> None:
         self._driver = self._connection.open_driver(
@@ -229,9 +232,10 @@ class _WriteBatchesFn(beam.DoFn):
     def start_bundle(self) -> None:
         self._pending: List[concurrent.futures.Future] = []
 
-    def process(self, batch: Tuple[Tuple[WriteKind, int], Iterable[Dict[str, Any]]], *unused_after):
-        (kind, shard), rows = batch
-        rows = list(rows)
+    def process(self, batch: Tuple[Tuple[WriteKind, int], Iterable[List[Dict[str, Any]]]],
+                *unused_after):
+        (kind, shard), groups = batch
+        rows = [row for group in groups for row in group]
         if len(self._pending) >= self._max_concurrent_writes:
             yield from self._collect(concurrent.futures.FIRST_COMPLETED)
         self._pending.append(self._pool.submit(self._write_in_shard, kind, shard, rows))
@@ -249,19 +253,28 @@ class _WriteBatchesFn(beam.DoFn):
         if driver is not None:
             driver.close()
 
-    def _write_in_shard(self, kind: WriteKind, shard: int, rows: List[Dict[str, Any]]) -> _Outcome:
+    def _write_in_shard(self, kind: WriteKind, shard: int,
+                        rows: List[Dict[str, Any]]) -> List[_Outcome]:
         if is_node_kind(kind):
-            return self._writer.write(kind, rows)
+            return self._write_in_transactions(kind, rows)
         lock = self._shard_locks.setdefault(shard, threading.Lock())
         with lock:
-            return self._writer.write(kind, rows)
+            return self._write_in_transactions(kind, rows)
+
+    def _write_in_transactions(self, kind: WriteKind, rows: List[Dict[str, Any]]) -> List[_Outcome]:
+        """One transaction per ``max_rows_per_transaction`` rows (row groups make batches
+        a little larger or smaller than asked; this keeps the bound exact)."""
+        size = self._max_rows_per_transaction or len(rows) or 1
+        return [self._writer.write(kind, rows[start:start + size])
+                for start in range(0, len(rows), size)]
 
     def _collect(self, return_when: str):
         """Wait for pending writes, record their metrics, yield their outputs."""
         done, not_done = concurrent.futures.wait(self._pending, return_when=return_when)
         self._pending = list(not_done)
-        for future in done:
-            outcome = future.result()  # re-raises infrastructure errors: the bundle fails
+        outcomes = [outcome for future in done
+                    for outcome in future.result()]  # re-raises infrastructure errors
+        for outcome in outcomes:
             self._metrics.record(outcome)
             if outcome.rows_written:
                 yield BatchWritten(
@@ -274,10 +287,13 @@ class _WriteBatchesFn(beam.DoFn):
 
 
 class WriteToNeo4j(beam.PTransform):
-    """Writes ``((kind, shard), rows)`` batches to Neo4j; see the module docstring.
+    """Writes ``((kind, shard), groups of rows)`` batches to Neo4j; see the module docstring.
 
     Returns a tagged result: ``main`` has one ``BatchWritten`` per written batch,
     ``dead_letter`` has ``(kind, row, reason)`` for every row Neo4j refused.
+
+    ``max_rows_per_transaction``: a batch with more rows is written in several
+    transactions of at most that many rows.
 
     ``after``: optional side input (e.g. the node writes' completion) that must be
     complete before the first batch is written; it is how the pipeline writes every
@@ -289,6 +305,7 @@ class WriteToNeo4j(beam.PTransform):
         connection: Neo4jConnection,
         max_concurrent_writes: int = 5,
         after: Optional[beam.pvalue.AsSideInput] = None,
+        max_rows_per_transaction: Optional[int] = None,
     ) -> None:
         super().__init__()
         if not isinstance(max_concurrent_writes, int) or not 1 <= max_concurrent_writes <= 64:
@@ -298,20 +315,26 @@ class WriteToNeo4j(beam.PTransform):
         self._connection = connection
         self._max_concurrent_writes = max_concurrent_writes
         self._after = after
+        self._max_rows_per_transaction = max_rows_per_transaction
 
     def expand(self, batches):
         side_inputs: Sequence[Any] = [self._after] if self._after is not None else []
         return batches | "WriteBatches" >> beam.ParDo(
-            _WriteBatchesFn(self._connection, self._max_concurrent_writes), *side_inputs
+            _WriteBatchesFn(self._connection, self._max_concurrent_writes,
+                            self._max_rows_per_transaction), *side_inputs
         ).with_outputs(DEAD_LETTER_TAG, main="written")
 
 
 class WriteGraph(beam.PTransform):
-    """``(node rows, relationship rows)``, both keyed ``(kind, shard)`` → Neo4j.
+    """``(node row groups, relationship row groups)``, both keyed ``(kind, shard)`` → Neo4j.
 
-    Batches all rows with one ``GroupIntoBatches`` (every batch holds one kind), then
-    writes every node batch before the first relationship batch (a relationship needs
-    both its ends). Returns the dead letters of both writes, ``(kind, row, reason)``.
+    A row group is a list of rows of one kind (the copies of one template, say):
+    grouping rows before ``GroupIntoBatches`` makes Beam pay its per-element costs per
+    group. ``batch_size`` is in rows: each batch takes about ``batch_size /
+    rows_per_group`` groups. Batches all groups with one ``GroupIntoBatches`` (every
+    batch holds one kind), then writes every node batch before the first relationship
+    batch (a relationship needs both its ends). Returns the dead letters of both
+    writes, ``(kind, row, reason)``.
 
     Why one ``GroupIntoBatches`` for both: Beam 2.77's FnApiRunner loses the final,
     partial batches of one of two ``GroupIntoBatches`` whose inputs are produced in the
@@ -323,28 +346,34 @@ class WriteGraph(beam.PTransform):
         self,
         connection: Neo4jConnection,
         batch_size: int,
+        *,
+        rows_per_group: float = 1.0,
         max_concurrent_writes: int = 5,
     ) -> None:
         super().__init__()
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if not rows_per_group > 0:
+            raise ValueError(f"rows_per_group must be positive, got {rows_per_group!r}")
         self._connection = connection
         self._batch_size = batch_size
+        self._groups_per_batch = max(1, round(batch_size / rows_per_group))
         self._max_concurrent_writes = max_concurrent_writes
 
     def expand(self, node_and_relationship_rows):
         node_batches, relationship_batches = (
             node_and_relationship_rows
             | "AllRows" >> beam.Flatten()
-            | "Batch" >> beam.GroupIntoBatches(self._batch_size)
+            | "Batch" >> beam.GroupIntoBatches(self._groups_per_batch)
             | "SplitByKind" >> beam.Partition(_node_or_relationship, 2)
         )
         node_writes = node_batches | "WriteNodes" >> WriteToNeo4j(
-            self._connection, self._max_concurrent_writes)
+            self._connection, self._max_concurrent_writes,
+            max_rows_per_transaction=self._batch_size)
         nodes_written = node_writes.written | "NodesWritten" >> beam.combiners.Count.Globally()
         relationship_writes = relationship_batches | "WriteRelationships" >> WriteToNeo4j(
             self._connection, self._max_concurrent_writes,
-            after=beam.pvalue.AsSingleton(nodes_written))
+            after=beam.pvalue.AsSingleton(nodes_written), max_rows_per_transaction=self._batch_size)
         return (
             (node_writes.dead_letter, relationship_writes.dead_letter)
             | "WriteDeadLetters" >> beam.Flatten()

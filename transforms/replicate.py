@@ -23,11 +23,15 @@ is 96 bits of BLAKE2b over (operation, template id, replica), so the same operat
 always makes the same ids (re-runs converge) and collisions at 10M nodes have a
 probability below 1e-15.
 
-Rows are keyed ``(write kind, shard)`` for ``GroupIntoBatches``. The shard is derived
-from the replica and the template's resource group: relationships of different shards
-then touch disjoint synthetic nodes (copies of resources are linked within their
-replica, and mostly within their resource group), so the sink can write shards in
-parallel without lock contention.
+Output elements are ``((write kind, shard), rows)``: all copies of one template (or
+of one template relationship) that share a write kind travel as one element. Beam's
+per-element costs (coding, ``GroupIntoBatches`` state and timers) are then paid once
+per template instead of once per copy: 7x fewer elements at factor 8, 24x at 25.
+
+The shard is derived from the template's resource group. Azure links resources
+mostly within their resource group, so relationship batches of different shards
+touch disjoint synthetic nodes, and the sink can write shards in parallel without
+lock contention.
 """
 
 from __future__ import annotations
@@ -35,13 +39,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import zlib
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from transforms.cypher import (
     ELEMENT_ID,
+    RelationshipKind,
     UnsafeIdentifierError,
     checked_identifier,
     node_kind,
@@ -87,8 +92,8 @@ def synthetic_id(operation_id: str, template_id: str, replica: int) -> str:
     return template_id + synthetic_suffix(operation_id, template_id, replica)
 
 
-def _base_shard(resource_group: Optional[str]) -> int:
-    return zlib.crc32((resource_group or "").encode("utf-8"))
+def _shard(resource_group: Optional[str], shards: int) -> int:
+    return zlib.crc32((resource_group or "").encode("utf-8")) % shards
 
 
 class _ReplicateNodesFn(beam.DoFn):
@@ -120,7 +125,7 @@ class _ReplicateNodesFn(beam.DoFn):
         base["generation_strategy"] = GENERATION_STRATEGY
         base["generation_timestamp"] = settings.generation_timestamp
         name = props.get("name")
-        base_shard = _base_shard(props.get("resource_group"))
+        rows = []
         for replica in range(settings.copy_rule.copies_of(template_id)):
             suffix = synthetic_suffix(settings.operation_id, template_id, replica)
             row = dict(base)
@@ -128,7 +133,8 @@ class _ReplicateNodesFn(beam.DoFn):
             row["scale_replica"] = replica
             if isinstance(name, str):
                 row["name"] = name + suffix
-            yield (kind, (base_shard + replica) % settings.shards), row
+            rows.append(row)
+        yield (kind, _shard(props.get("resource_group"), settings.shards)), rows
 
 
 class _ReplicateRelationshipsFn(beam.DoFn):
@@ -154,7 +160,7 @@ class _ReplicateRelationshipsFn(beam.DoFn):
         props = dict(relationship["props"])
         props["scale_operation_id"] = settings.operation_id
         props[RELATIONSHIP_KEY] = relationship["element_id"]
-        base_shard = _base_shard(relationship["resource_group"])
+        rows_by_kind: Dict[RelationshipKind, List[Dict[str, Any]]] = {}
         for replica in range(max(own_copies, other_copies)):
             own_match, own_id = _end_in_replica(
                 settings.operation_id, template_id, relationship["template_element_id"],
@@ -168,7 +174,10 @@ class _ReplicateRelationshipsFn(beam.DoFn):
             else:
                 kind = relationship_kind(rel_type, other_match, own_match, RELATIONSHIP_KEY)
                 row = {"start": other_id, "end": own_id, "props": props}
-            yield (kind, (base_shard + replica) % settings.shards), row
+            rows_by_kind.setdefault(kind, []).append(row)
+        shard = _shard(relationship["resource_group"], settings.shards)
+        for kind, rows in rows_by_kind.items():
+            yield (kind, shard), rows
 
 
 def _end_in_replica(operation_id: str, template_id: Optional[str], element_id: str,
@@ -181,7 +190,7 @@ def _end_in_replica(operation_id: str, template_id: Optional[str], element_id: s
 
 
 class ReplicateNodes(beam.PTransform):
-    """Templates → ``((kind, shard), node row)``; unusable templates → ``dead_letter``."""
+    """Templates → ``((kind, shard), node rows)``; unusable templates → ``dead_letter``."""
 
     def __init__(self, settings: ReplicationSettings) -> None:
         super().__init__()
@@ -194,7 +203,7 @@ class ReplicateNodes(beam.PTransform):
 
 
 class ReplicateRelationships(beam.PTransform):
-    """Template relationships → ``((kind, shard), relationship row)``; unusable ones →
+    """Template relationships → ``((kind, shard), relationship rows)``; unusable ones →
     ``dead_letter``."""
 
     def __init__(self, settings: ReplicationSettings) -> None:

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Run the job: ./run_local.sh [--resources N] [scale_up flags, e.g. --scale-factor 3]
+#
+# Starts the project's local Neo4j (unless NEO4J_URI is set), loads a 5,000-resource
+# demo tenant once, scales it x8 (5k -> 40k) and prints the run report; the last line
+# on stdout is the report as JSON. See python -m pipelines.run_local --help.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+source scripts/venv.sh
+
+exec "$python" -m pipelines.run_local "$@"

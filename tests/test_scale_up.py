@@ -1,0 +1,193 @@
+"""The scale-up end to end against a real Neo4j: a generated tenant with a second one
+beside it, scaled by 2, 3.5 and 8, every result checked in the database."""
+
+import hashlib
+import json
+
+import pytest
+
+from pipelines import scale_up
+from pipelines.demo_tenant import load_demo_tenant
+from pipelines.validate import validate_operation
+from transforms.demo_tenant import DemoTenantSpec
+from transforms.replicate import synthetic_id
+
+def scalar(driver, query, **params):
+    return driver.execute_query(query, **params).records[0][0]
+
+
+def column(driver, query, **params):
+    return [record[0] for record in driver.execute_query(query, **params).records]
+
+
+TENANT, OTHER_TENANT = "tenant-under-test", "tenant-beside-it"
+FACTORS = {"x2": 2.0, "x3.5": 3.5, "x8": 8.0}
+VM = "Microsoft.Compute/virtualMachines"
+
+
+def fingerprint(driver):
+    """A hash of every node and relationship that no scale-up wrote."""
+    nodes = driver.execute_query(
+        "MATCH (n) WHERE n.scale_operation_id IS NULL AND NOT n:ScaleOperation "
+        "RETURN elementId(n) AS id, labels(n) AS labels, properties(n) AS props").records
+    relationships = driver.execute_query(
+        "MATCH (a)-[r]->(b) WHERE r.scale_operation_id IS NULL "
+        "RETURN elementId(r) AS id, type(r) AS type, elementId(a) AS a, elementId(b) AS b, "
+        "properties(r) AS props").records
+    text = json.dumps(sorted(json.dumps(r.data(), sort_keys=True, default=str)
+                             for r in [*nodes, *relationships]))
+    return len(nodes), len(relationships), hashlib.sha256(text.encode()).hexdigest()
+
+
+def operation_fingerprint(driver, operation_id):
+    """A hash of everything one operation wrote, properties included."""
+    rows = driver.execute_query(
+        "MATCH (n:Resource {scale_operation_id: $op}) "
+        "OPTIONAL MATCH (n)-[r]-(m) WHERE r.scale_operation_id = $op "
+        "RETURN n.id AS id, properties(n) AS props, "
+        "collect([type(r), startNode(r) = n, coalesce(m.id, elementId(m)), properties(r)]) AS rels",
+        op=operation_id).records
+    text = json.dumps(sorted(json.dumps(r.data(), sort_keys=True, default=str) for r in rows))
+    return len(rows), hashlib.sha256(text.encode()).hexdigest()
+
+
+def run_scale_up(tmp_path, *args):
+    report_path = tmp_path / f"report-{abs(hash(args))}.json"
+    code = scale_up.main([*args, "--report", str(report_path)])
+    report = json.loads(report_path.read_text()) if report_path.exists() else None
+    return code, report
+
+
+def expected_copies(driver, tenant, factor, types=None):
+    """Copies per template, from the rule in DOMAIN.md computed here independently:
+    round(N·(f−1)) new nodes, ⌈f−1⌉ copies for a prefix of the id order, ⌊f−1⌋ after."""
+    ids = driver.execute_query(
+        "MATCH (t:Resource {tenant_id: $tenant}) WHERE NOT t:Original AND t.synthetic IS NULL "
+        "AND ($types IS NULL OR t.type IN $types) RETURN t.id AS id, t.type AS type ORDER BY t.id",
+        tenant=tenant, types=types).records
+    new = round(len(ids) * (factor - 1))
+    base, extra = divmod(new, len(ids))
+    return {(r["id"], r["type"]): base + (1 if i < extra else 0) for i, r in enumerate(ids)}
+
+
+@pytest.fixture(scope="module")
+def scaled(neo4j_connection, neo4j_driver, clear_neo4j, tmp_path_factory):
+    """Two demo tenants, scaled three times; what was there before, and each report."""
+    clear_neo4j()
+    load_demo_tenant(neo4j_connection, DemoTenantSpec(TENANT, resources=240, seed=11))
+    load_demo_tenant(neo4j_connection, DemoTenantSpec(OTHER_TENANT, resources=80, seed=12))
+    before = fingerprint(neo4j_driver)
+    tmp_path = tmp_path_factory.mktemp("reports")
+    reports = {}
+    for name, factor in FACTORS.items():
+        code, report = run_scale_up(
+            tmp_path, "--tenant-id", TENANT, "--scale-factor", str(factor),
+            "--operation-id", f"op-{name}", "--batch-size", "97", "--max-concurrent-writes", "4")
+        assert code == 0, report
+        reports[name] = report
+    return {"before": before, "reports": reports, "tmp_path": tmp_path}
+
+
+@pytest.mark.parametrize("name", FACTORS)
+def test_exact_node_counts_by_type(scaled, neo4j_driver, name):
+    copies = expected_copies(neo4j_driver, TENANT, FACTORS[name])
+    expected = {}
+    for (_, resource_type), n in copies.items():
+        expected[resource_type] = expected.get(resource_type, 0) + n
+    actual = dict(neo4j_driver.execute_query(
+        "MATCH (n:Resource {scale_operation_id: $op}) RETURN n.type, count(*)",
+        op=f"op-{name}").records)
+    assert actual == {t: n for t, n in expected.items() if n}
+    assert sum(actual.values()) == round(len(copies) * (FACTORS[name] - 1))
+
+
+@pytest.mark.parametrize("name", FACTORS)
+def test_every_invariant_holds_over_all_synthetic_nodes(scaled, neo4j_driver, name):
+    result = validate_operation(neo4j_driver, "neo4j", f"op-{name}", page_size=500)
+    assert result.nodes_checked == scaled["reports"][name]["expected"]["nodes"]
+    assert result.ok, result.to_dict()
+
+
+@pytest.mark.parametrize("name", FACTORS)
+def test_ids_are_the_deterministic_ones_and_unique(scaled, neo4j_driver, name):
+    operation_id = f"op-{name}"
+    expected = {synthetic_id(operation_id, template_id, replica)
+                for (template_id, _), n in expected_copies(neo4j_driver, TENANT, FACTORS[name]).items()
+                for replica in range(n)}
+    ids = column(neo4j_driver, "MATCH (n:Resource {scale_operation_id: $op}) RETURN n.id",
+                 op=operation_id)
+    assert len(ids) == len(set(ids)) and set(ids) == expected
+
+
+@pytest.mark.parametrize("name", FACTORS)
+def test_metrics_and_report_equal_the_database(scaled, neo4j_driver, name):
+    report = scaled["reports"][name]
+    nodes = scalar(neo4j_driver, "MATCH (n:Resource {scale_operation_id: $op}) RETURN count(n)",
+                   op=f"op-{name}")
+    relationships = scalar(neo4j_driver, "MATCH ()-[r]->() WHERE r.scale_operation_id = $op "
+                           "RETURN count(r)", op=f"op-{name}")
+    assert report["status"] == "succeeded" and report["errors"] == []
+    assert report["written"] == {"nodes": nodes, "relationships": relationships}
+    assert sum(report["in_database"]["nodes"].values()) == nodes
+    assert sum(report["in_database"]["relationships"].values()) == relationships
+    assert relationships > nodes  # the demo tenant is linked: relationships were copied
+    assert report["batches"]["count"] >= -(-nodes // 97) - (-relationships // 97)
+    assert report["batches"]["size"]["max"] <= 97
+    assert report["dead_letters"] == 0
+
+
+def test_writes_were_really_concurrent_and_bounded(scaled):
+    batches = scaled["reports"]["x8"]["batches"]
+    assert 1 < batches["observed_concurrency_max"] <= 4
+
+
+def test_nothing_that_existed_before_changed(scaled, neo4j_driver):
+    assert fingerprint(neo4j_driver) == scaled["before"]
+
+
+def test_rerunning_an_operation_changes_nothing(scaled, neo4j_driver):
+    before = operation_fingerprint(neo4j_driver, "op-x3.5")
+    code, report = run_scale_up(scaled["tmp_path"], "--tenant-id", TENANT, "--scale-factor", "3.5",
+                                "--operation-id", "op-x3.5", "--batch-size", "50")
+    assert code == 0 and report["status"] == "succeeded"
+    assert operation_fingerprint(neo4j_driver, "op-x3.5") == before
+    assert fingerprint(neo4j_driver) == scaled["before"]
+
+
+def test_type_filter_replicates_only_those_types(scaled, neo4j_driver):
+    code, report = run_scale_up(scaled["tmp_path"], "--tenant-id", TENANT, "--scale-factor", "3",
+                                "--resource-types", VM, "--operation-id", "op-vms")
+    assert code == 0
+    types = dict(neo4j_driver.execute_query(
+        "MATCH (n:Resource {scale_operation_id: 'op-vms'}) RETURN n.type, count(*)").records)
+    vms = len(expected_copies(neo4j_driver, TENANT, 3.0, [VM]))
+    assert types == {VM: 2 * vms} and vms > 0
+    assert validate_operation(neo4j_driver, "neo4j", "op-vms").ok
+
+
+def test_unknown_tenant_is_bad_input_and_lists_the_tenants(scaled, neo4j_driver, capsys):
+    before = fingerprint(neo4j_driver)
+    code, report = run_scale_up(scaled["tmp_path"], "--tenant-id", "no-such-tenant", "--scale-factor", "2")
+    assert code == 2 and report is None
+    err = capsys.readouterr().err
+    assert "no-such-tenant" in err and TENANT in err and OTHER_TENANT in err
+    assert fingerprint(neo4j_driver) == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--scale-factor", "1"], "--scale-factor must be a finite number > 1"),
+    (["--scale-factor", "nan"], "--scale-factor must be a finite number > 1"),
+    (["--scale-factor", "inf"], "--scale-factor must be a finite number > 1"),
+    (["--scale-factor", "1e12"], "would create"),
+    (["--scale-factor", "2", "--batch-size", "0"], "--batch-size"),
+    (["--scale-factor", "2", "--max-concurrent-writes", "0"], "--max-concurrent-writes"),
+    (["--scale-factor", "2", "--resource-types", "No.Such/type"], "type filter"),
+])
+def test_bad_arguments_exit_2_before_writing(scaled, neo4j_driver, capsys, args, message):
+    before = fingerprint(neo4j_driver)
+    operations = scalar(neo4j_driver, "MATCH (o:ScaleOperation) RETURN count(o)")
+    code, report = run_scale_up(scaled["tmp_path"], "--tenant-id", TENANT, *args)
+    assert code == 2 and report is None
+    assert message in capsys.readouterr().err
+    assert fingerprint(neo4j_driver) == before
+    assert scalar(neo4j_driver, "MATCH (o:ScaleOperation) RETURN count(o)") == operations
