@@ -15,6 +15,7 @@ import neo4j
 
 OPERATION_LABEL = "ScaleOperation"
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
+ROLLED_BACK = "rolled_back"
 
 
 def utc_now_iso() -> str:

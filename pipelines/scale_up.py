@@ -33,7 +33,12 @@ from transforms.batch_size import adaptive_batch_size
 from transforms.connection import Neo4jConnection
 from transforms.neo4j_write import METRICS_NAMESPACE, WriteGraph
 from transforms.progress import WRITE_PROGRESS
-from transforms.replicate import ReplicateNodes, ReplicateRelationships, ReplicationSettings
+from transforms.replicate import (
+    CopySetRows,
+    ReplicateNodes,
+    ReplicateRelationships,
+    ReplicationSettings,
+)
 from transforms.schema import ensure_indexes
 from transforms.templates import (
     PlanError,
@@ -52,6 +57,8 @@ MAX_NEW_NODES = 100_000_000
 MAX_BATCH_SIZE = 100_000
 MAX_CONCURRENT_WRITES = 64
 PROGRESS_INTERVAL_S = 5.0
+#: The status of a dry run's report: planned, nothing written.
+PLANNED = "planned"
 
 
 class UsageError(ValueError):
@@ -87,6 +94,9 @@ class ScaleUpOptions(PipelineOptions):
         parser.add_argument("--batch-size", dest="batch_size", type=int, default=None,
                             help="rows per write transaction (default: adaptive, from the "
                                  "expected count)")
+        parser.add_argument("--dry-run", dest="dry_run", action="store_true",
+                            help="print the plan (templates, new nodes and relationships by "
+                                 "type, batches, parallelism) and write nothing at all")
         parser.add_argument("--report", dest="report", default=None,
                             help="also write the JSON run report to this file")
         add_connection_arguments(parser)
@@ -108,6 +118,7 @@ class ScaleUpConfig:
     batch_size: Optional[int]
     report_path: Optional[str]
     progress_interval: float
+    dry_run: bool = False
 
     def parameters(self) -> Dict[str, Any]:
         """What the operation record keeps of the request."""
@@ -165,6 +176,7 @@ def parse_arguments(argv: Optional[Sequence[str]]) -> Tuple[ScaleUpConfig, Neo4j
         batch_size=args.batch_size,
         report_path=args.report,
         progress_interval=args.progress_interval,
+        dry_run=args.dry_run,
     )
     return config, connection_from(args), beam_args
 
@@ -185,7 +197,8 @@ def build_pipeline(
     rows_per_group = (plan.new_node_count + plan.new_relationship_count) / groups
     write_dead_letters = (nodes.rows, relationships.rows) | "Write" >> WriteGraph(
         connection, batch_size, rows_per_group=rows_per_group,
-        max_concurrent_writes=max_concurrent_writes)
+        max_concurrent_writes=max_concurrent_writes,
+        rows_of_group=CopySetRows(settings.operation_id))
     (
         (nodes.dead_letter, relationships.dead_letter, write_dead_letters)
         | "DeadLetters" >> beam.Flatten()
@@ -264,7 +277,11 @@ def _peak_rss_mb() -> float:
 
 
 def run(config: ScaleUpConfig, connection: Neo4jConnection, beam_args: Sequence[str]) -> Dict[str, Any]:
-    """Run one scale-up and return its report (also recorded on the operation node)."""
+    """Run one scale-up and return its report (also recorded on the operation node).
+
+    Raises ``PlanError`` for requests that cannot run as asked (nothing is written
+    then), and re-raises whatever failed the run after recording it on the operation.
+    """
     started = time.monotonic()
     process = psutil.Process()
     rss_start_mb = process.memory_info().rss / 2**20
@@ -275,9 +292,12 @@ def run(config: ScaleUpConfig, connection: Neo4jConnection, beam_args: Sequence[
             driver, connection.database, TemplateSelection(config.tenant_id, config.resource_types),
             config.scale_factor, config.target_count, MAX_NEW_NODES,
         )
-        created_indexes = ensure_indexes(driver, connection.database)
         batch_size = config.batch_size or adaptive_batch_size(
             plan.new_node_count + plan.new_relationship_count, "write")
+        if config.dry_run:
+            return _dry_run_report(config, plan, batch_size)
+        _check_resumable(driver, connection.database, config)
+        created_indexes = ensure_indexes(driver, connection.database)
         _LOG.info("operation %s: %d templates → %d new nodes, %d new relationships; "
                   "batches of %d rows, %d concurrent writes",
                   config.operation_id, plan.template_count, plan.new_node_count,
@@ -289,40 +309,106 @@ def run(config: ScaleUpConfig, connection: Neo4jConnection, beam_args: Sequence[
         options = PipelineOptions(list(beam_args))
         if not options.view_as(StandardOptions).runner:
             options.view_as(StandardOptions).runner = DEFAULT_RUNNER
-        runner_name = options.view_as(StandardOptions).runner
-        WRITE_PROGRESS.reset()
-        progress = _ProgressReporter(plan.new_node_count, plan.new_relationship_count,
-                                     config.progress_interval)
         pipeline_started = time.monotonic()
-        progress.start()
         try:
-            pipeline = beam.Pipeline(options=options)
-            build_pipeline(pipeline, connection, plan, settings, batch_size,
-                           config.max_concurrent_writes)
-            result = pipeline.run()
-            result.wait_until_finish()
+            result = _run_pipeline(options, connection, plan, settings, batch_size, config)
         except BaseException as error:
-            operations.finish_operation(driver, connection.database, config.operation_id,
-                                        operations.FAILED, error=f"{type(error).__name__}: {error}")
+            _record_failure(driver, connection.database, config.operation_id, error)
             raise
-        finally:
-            progress.stop()
         pipeline_seconds = time.monotonic() - pipeline_started
-        metrics = _metric_totals(result)
-        in_database = _database_counts(driver, connection.database, config.operation_id)
-        report = _report(config, plan, runner_name, metrics, in_database, created_indexes,
-                         batch_size,
+        report = _report(config, plan, options.view_as(StandardOptions).runner,
+                         _metric_totals(result),
+                         _database_counts(driver, connection.database, config.operation_id),
+                         created_indexes, batch_size,
                          duration=time.monotonic() - started, pipeline_seconds=pipeline_seconds,
                          memory={"start_mb": round(rss_start_mb, 1),
                                  "end_mb": round(process.memory_info().rss / 2**20, 1),
                                  "peak_mb": round(_peak_rss_mb(), 1)})
-        status = operations.SUCCEEDED if not report["errors"] else operations.FAILED
-        report["status"] = status
-        operations.finish_operation(driver, connection.database, config.operation_id, status,
-                                    report=report)
+        report["status"] = operations.SUCCEEDED if not report["errors"] else operations.FAILED
+        operations.finish_operation(driver, connection.database, config.operation_id,
+                                    report["status"], report=report)
         return report
     finally:
         driver.close()
+
+
+def _run_pipeline(options: PipelineOptions, connection: Neo4jConnection, plan: TemplatePlan,
+                  settings: ReplicationSettings, batch_size: int,
+                  config: ScaleUpConfig) -> beam.runners.runner.PipelineResult:
+    """Build and run the pipeline, logging progress while it runs."""
+    WRITE_PROGRESS.reset()
+    progress = _ProgressReporter(plan.new_node_count, plan.new_relationship_count,
+                                 config.progress_interval)
+    progress.start()
+    try:
+        pipeline = beam.Pipeline(options=options)
+        build_pipeline(pipeline, connection, plan, settings, batch_size,
+                       config.max_concurrent_writes)
+        result = pipeline.run()
+        result.wait_until_finish()
+        return result
+    finally:
+        progress.stop()
+
+
+def _record_failure(driver: neo4j.Driver, database: str, operation_id: str,
+                    error: BaseException) -> None:
+    """Mark the operation failed; never hide ``error`` if the database is gone too."""
+    try:
+        operations.finish_operation(driver, database, operation_id, operations.FAILED,
+                                    error=f"{type(error).__name__}: {error}")
+    except Exception as record_error:  # noqa: BLE001 - the run's own error matters more
+        _LOG.error("could not record the failure of operation %s (%s); its record still says "
+                   "'running': re-run it with --operation-id %s to complete it",
+                   operation_id, record_error, operation_id)
+
+
+#: Parameters that decide what an operation creates; a re-run must not change them.
+_DEFINING_PARAMETERS = ("tenant_id", "scale_factor", "target_count", "resource_types")
+
+
+def _check_resumable(driver: neo4j.Driver, database: str, config: ScaleUpConfig) -> None:
+    """A re-run of an existing operation must ask for the same thing it first asked for."""
+    records = driver.execute_query(
+        "MATCH (o:ScaleOperation {id: $id}) RETURN o.status AS status, o.parameters AS parameters",
+        id=config.operation_id, database_=database).records
+    if not records:
+        return
+    status, recorded = records[0]["status"], json.loads(records[0]["parameters"] or "{}")
+    if status == operations.ROLLED_BACK:
+        raise PlanError(f"operation {config.operation_id} was rolled back; start a new operation "
+                        "(leave out --operation-id)")
+    asked = config.parameters()
+    differing = [name for name in _DEFINING_PARAMETERS if recorded.get(name) != asked[name]]
+    if differing:
+        was = ", ".join(f"{name}={recorded.get(name)!r}" for name in differing)
+        raise PlanError(f"operation {config.operation_id} was started with {was}; resume it with "
+                        "the same --tenant-id, --scale-factor/--target-count and --resource-types, "
+                        "or start a new operation")
+
+
+def _dry_run_report(config: ScaleUpConfig, plan: TemplatePlan, batch_size: int) -> Dict[str, Any]:
+    """What the run would do; nothing has been written."""
+    return {
+        "operation_id": config.operation_id,
+        "tenant_id": config.tenant_id,
+        "status": PLANNED,
+        "dry_run": True,
+        "parameters": config.parameters(),
+        "templates": plan.template_count,
+        "templates_by_type": plan.templates_by_type,
+        "copies_per_template": {"base": plan.copy_rule.base_copies,
+                                "one_more_below_id": plan.copy_rule.extra_copy_below_id},
+        "expected": {"nodes": plan.new_node_count, "relationships": plan.new_relationship_count},
+        "new_nodes_by_type": plan.new_nodes_by_type,
+        "new_relationships_by_type": plan.new_relationships_by_type,
+        "read_chunks": len(plan.chunks),
+        "batch_size": batch_size,
+        "batches_at_least": -(-plan.new_node_count // batch_size)
+                            - (-plan.new_relationship_count // batch_size),
+        "max_concurrent_writes": config.max_concurrent_writes,
+        "errors": [],
+    }
 
 
 def _report(config: ScaleUpConfig, plan: TemplatePlan, runner: str, metrics: Dict[str, Any],
@@ -401,7 +487,7 @@ def execute(config: ScaleUpConfig, connection: Neo4jConnection, beam_args: Seque
         with open(config.report_path, "w", encoding="utf-8") as handle:
             handle.write(text + "\n")
     print(text)
-    return 0 if report["status"] == operations.SUCCEEDED else 1
+    return 0 if report["status"] in (operations.SUCCEEDED, PLANNED) else 1
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

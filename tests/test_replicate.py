@@ -8,6 +8,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from transforms.cypher import ELEMENT_ID, node_kind, relationship_kind
 from transforms.replicate import (
     RELATIONSHIP_KEY,
+    CopySetRows,
     _ReplicateNodesFn,
     _ReplicateRelationshipsFn,
     ReplicateNodes,
@@ -40,8 +41,8 @@ def run_fn(fn, elements):
             if isinstance(output, beam.pvalue.TaggedOutput):
                 out.append((output.tag, output.value))
             else:
-                key, rows = output
-                out.extend((key, row) for row in rows)
+                key, copy_set = output
+                out.extend((key, row) for row in CopySetRows(fn._settings.operation_id)(copy_set))
     return out
 
 
@@ -159,9 +160,9 @@ def test_unsafe_relationship_type_is_dead_lettered():
 def test_copies_of_one_template_travel_as_one_group_in_their_resource_groups_shard():
     replication = settings(base_copies=5, shards=3)
     groups = list(_ReplicateNodesFn(replication).process(template("a", resource_group="rg-1")))
-    assert len(groups) == 1 and len(groups[0][1]) == 5
+    assert len(groups) == 1 and len(CopySetRows(OP)(groups[0][1])) == 5
     rel_groups = list(_ReplicateRelationshipsFn(replication).process(relationship("a", None)))
-    assert len(rel_groups) == 1 and len(rel_groups[0][1]) == 5
+    assert len(rel_groups) == 1 and len(CopySetRows(OP)(rel_groups[0][1])) == 5
     shards = {_ReplicateNodesFn(replication).process(template(f"t{i}", resource_group=f"rg-{i}"))
               .__next__()[0][1] for i in range(30)}
     assert shards == {0, 1, 2}  # resource groups spread over all shards
@@ -189,10 +190,12 @@ def test_transforms_in_a_pipeline_emit_every_copy_keyed_for_batching():
                  | ReplicateNodes(replication))
         rels = (p | "Relationships" >> beam.Create([relationship("a", "b")])
                 | ReplicateRelationships(replication))
-        assert_that(nodes.rows | "NodeIds" >> beam.FlatMap(lambda kv: [row["id"] for row in kv[1]]),
+        rows_of = CopySetRows(OP)
+        assert_that(nodes.rows | "NodeIds" >> beam.FlatMap(lambda kv: [row["id"] for row in rows_of(kv[1])]),
                     equal_to([synthetic_id(OP, t, r) for t in "ab" for r in range(3)]),
                     label="AllNodeCopies")
-        assert_that(rels.rows | "Ends" >> beam.FlatMap(lambda kv: [(r["start"], r["end"]) for r in kv[1]]),
+        assert_that(rels.rows | "Ends" >> beam.FlatMap(
+                        lambda kv: [(r["start"], r["end"]) for r in rows_of(kv[1])]),
                     equal_to([(synthetic_id(OP, "a", r), synthetic_id(OP, "b", r)) for r in range(3)]),
                     label="OneRelationshipPerReplica")
         assert_that(nodes.dead_letter, equal_to([]), label="NoDeadLetters")

@@ -1,7 +1,8 @@
 """The Neo4j sink: batches in, idempotent ``UNWIND`` transactions out, bounded parallelism.
 
 Input is what ``GroupIntoBatches`` emits: ``((kind, shard), groups)``, each group a
-list of rows (the copies of one template, say). ``kind`` (see ``transforms.cypher``)
+list of rows, or a compact description of rows that ``rows_of_group`` expands (the
+copies of one template, say) in the write thread, just before its transaction. ``kind`` (see ``transforms.cypher``)
 names the one constant statement the batch is written with; ``shard`` spreads the
 work over concurrent transactions.
 
@@ -33,7 +34,7 @@ import dataclasses
 import logging
 import threading
 import time
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import neo4j
@@ -211,12 +212,21 @@ def _in_global_window(output):
     return GlobalWindows.windowed_value(output)
 
 
+RowsOfGroup = Callable[[Any], List[Dict[str, Any]]]
+
+
+def _group_is_rows(group: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    return group
+
+
 class _WriteBatchesFn(beam.DoFn):
     def __init__(self, connection: Neo4jConnection, max_concurrent_writes: int,
-                 max_rows_per_transaction: Optional[int]) -> None:
+                 max_rows_per_transaction: Optional[int], rows_of_group: RowsOfGroup) -> None:
         self._connection = connection
         self._max_concurrent_writes = max_concurrent_writes
         self._max_rows_per_transaction = max_rows_per_transaction
+        self._rows_of_group = rows_of_group
+        self._rows_of_group = rows_of_group
 
     def setup(self) -> None:
         self._driver = self._connection.open_driver(
@@ -232,13 +242,11 @@ class _WriteBatchesFn(beam.DoFn):
     def start_bundle(self) -> None:
         self._pending: List[concurrent.futures.Future] = []
 
-    def process(self, batch: Tuple[Tuple[WriteKind, int], Iterable[List[Dict[str, Any]]]],
-                *unused_after):
+    def process(self, batch: Tuple[Tuple[WriteKind, int], Iterable[Any]], *unused_after):
         (kind, shard), groups = batch
-        rows = [row for group in groups for row in group]
         if len(self._pending) >= self._max_concurrent_writes:
             yield from self._collect(concurrent.futures.FIRST_COMPLETED)
-        self._pending.append(self._pool.submit(self._write_in_shard, kind, shard, rows))
+        self._pending.append(self._pool.submit(self._write_in_shard, kind, shard, list(groups)))
 
     def finish_bundle(self):
         for output in self._collect(concurrent.futures.ALL_COMPLETED):
@@ -253,8 +261,8 @@ class _WriteBatchesFn(beam.DoFn):
         if driver is not None:
             driver.close()
 
-    def _write_in_shard(self, kind: WriteKind, shard: int,
-                        rows: List[Dict[str, Any]]) -> List[_Outcome]:
+    def _write_in_shard(self, kind: WriteKind, shard: int, groups: List[Any]) -> List[_Outcome]:
+        rows = [row for group in groups for row in self._rows_of_group(group)]
         if is_node_kind(kind):
             return self._write_in_transactions(kind, rows)
         lock = self._shard_locks.setdefault(shard, threading.Lock())
@@ -295,6 +303,9 @@ class WriteToNeo4j(beam.PTransform):
     ``max_rows_per_transaction``: a batch with more rows is written in several
     transactions of at most that many rows.
 
+    ``rows_of_group``: turns one element of a batch into its rows (default: the element
+    is a list of rows); a module-level function or a picklable callable object.
+
     ``after``: optional side input (e.g. the node writes' completion) that must be
     complete before the first batch is written; it is how the pipeline writes every
     node before any relationship that needs it.
@@ -306,6 +317,7 @@ class WriteToNeo4j(beam.PTransform):
         max_concurrent_writes: int = 5,
         after: Optional[beam.pvalue.AsSideInput] = None,
         max_rows_per_transaction: Optional[int] = None,
+        rows_of_group: RowsOfGroup = _group_is_rows,
     ) -> None:
         super().__init__()
         if not isinstance(max_concurrent_writes, int) or not 1 <= max_concurrent_writes <= 64:
@@ -316,21 +328,22 @@ class WriteToNeo4j(beam.PTransform):
         self._max_concurrent_writes = max_concurrent_writes
         self._after = after
         self._max_rows_per_transaction = max_rows_per_transaction
+        self._rows_of_group = rows_of_group
 
     def expand(self, batches):
         side_inputs: Sequence[Any] = [self._after] if self._after is not None else []
         return batches | "WriteBatches" >> beam.ParDo(
             _WriteBatchesFn(self._connection, self._max_concurrent_writes,
-                            self._max_rows_per_transaction), *side_inputs
+                            self._max_rows_per_transaction, self._rows_of_group), *side_inputs
         ).with_outputs(DEAD_LETTER_TAG, main="written")
 
 
 class WriteGraph(beam.PTransform):
     """``(node row groups, relationship row groups)``, both keyed ``(kind, shard)`` → Neo4j.
 
-    A row group is a list of rows of one kind (the copies of one template, say):
-    grouping rows before ``GroupIntoBatches`` makes Beam pay its per-element costs per
-    group. ``batch_size`` is in rows: each batch takes about ``batch_size /
+    A row group is a list of rows of one kind, or whatever ``rows_of_group`` turns into
+    such a list (the copies of one template, say): grouping rows before
+    ``GroupIntoBatches`` makes Beam pay its per-element costs per group. ``batch_size`` is in rows: each batch takes about ``batch_size /
     rows_per_group`` groups. Batches all groups with one ``GroupIntoBatches`` (every
     batch holds one kind), then writes every node batch before the first relationship
     batch (a relationship needs both its ends). Returns the dead letters of both
@@ -349,6 +362,7 @@ class WriteGraph(beam.PTransform):
         *,
         rows_per_group: float = 1.0,
         max_concurrent_writes: int = 5,
+        rows_of_group: RowsOfGroup = _group_is_rows,
     ) -> None:
         super().__init__()
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -359,6 +373,7 @@ class WriteGraph(beam.PTransform):
         self._batch_size = batch_size
         self._groups_per_batch = max(1, round(batch_size / rows_per_group))
         self._max_concurrent_writes = max_concurrent_writes
+        self._rows_of_group = rows_of_group
 
     def expand(self, node_and_relationship_rows):
         node_batches, relationship_batches = (
@@ -369,11 +384,12 @@ class WriteGraph(beam.PTransform):
         )
         node_writes = node_batches | "WriteNodes" >> WriteToNeo4j(
             self._connection, self._max_concurrent_writes,
-            max_rows_per_transaction=self._batch_size)
+            max_rows_per_transaction=self._batch_size, rows_of_group=self._rows_of_group)
         nodes_written = node_writes.written | "NodesWritten" >> beam.combiners.Count.Globally()
         relationship_writes = relationship_batches | "WriteRelationships" >> WriteToNeo4j(
             self._connection, self._max_concurrent_writes,
-            after=beam.pvalue.AsSingleton(nodes_written), max_rows_per_transaction=self._batch_size)
+            after=beam.pvalue.AsSingleton(nodes_written), max_rows_per_transaction=self._batch_size,
+            rows_of_group=self._rows_of_group)
         return (
             (node_writes.dead_letter, relationship_writes.dead_letter)
             | "WriteDeadLetters" >> beam.Flatten()

@@ -23,10 +23,13 @@ is 96 bits of BLAKE2b over (operation, template id, replica), so the same operat
 always makes the same ids (re-runs converge) and collisions at 10M nodes have a
 probability below 1e-15.
 
-Output elements are ``((write kind, shard), rows)``: all copies of one template (or
-of one template relationship) that share a write kind travel as one element. Beam's
-per-element costs (coding, ``GroupIntoBatches`` state and timers) are then paid once
-per template instead of once per copy: 7x fewer elements at factor 8, 24x at 25.
+Output elements are ``((write kind, shard), copy set)``: a copy set describes all
+copies of one template (or of one template relationship) that share a write kind,
+compactly: the template's properties once plus the replica numbers. The sink turns
+it into rows with ``CopySetRows`` just before writing. Beam's per-element costs
+(coding, ``GroupIntoBatches`` state and timers) and the memory the local runner
+holds between stages then grow with the templates, not with the copies: at 40k →
+1M, 40k node elements instead of 960k full rows.
 
 The shard is derived from the template's resource group. Azure links resources
 mostly within their resource group, so relationship batches of different shards
@@ -46,7 +49,6 @@ from apache_beam.metrics import Metrics
 
 from transforms.cypher import (
     ELEMENT_ID,
-    RelationshipKind,
     UnsafeIdentifierError,
     checked_identifier,
     node_kind,
@@ -96,6 +98,14 @@ def _shard(resource_group: Optional[str], shards: int) -> int:
     return zlib.crc32((resource_group or "").encode("utf-8")) % shards
 
 
+# A copy set is a plain tuple, so that Beam codes it with its fast primitive coder:
+#   (NODES, base row, template id, template name or None, replicas)
+#   (RELATIONSHIPS, properties, start end, end end, replicas)
+# where an end is (template id, element id, is_copy): the replica's copy of that
+# template when is_copy, else the node with that element id.
+NODES, RELATIONSHIPS = "nodes", "relationships"
+
+
 class _ReplicateNodesFn(beam.DoFn):
     def __init__(self, settings: ReplicationSettings) -> None:
         self._settings = settings
@@ -116,7 +126,6 @@ class _ReplicateNodesFn(beam.DoFn):
             self._dead_letters.inc()
             yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, (template_id, str(error)))
             return
-        kind = node_kind(SYNTHETIC_LABEL, extra_labels)
         props = template["props"]
         base = {key: value for key, value in props.items() if key not in NOT_COPIED_PROPERTIES}
         base["synthetic"] = True
@@ -125,16 +134,10 @@ class _ReplicateNodesFn(beam.DoFn):
         base["generation_strategy"] = GENERATION_STRATEGY
         base["generation_timestamp"] = settings.generation_timestamp
         name = props.get("name")
-        rows = []
-        for replica in range(settings.copy_rule.copies_of(template_id)):
-            suffix = synthetic_suffix(settings.operation_id, template_id, replica)
-            row = dict(base)
-            row["id"] = template_id + suffix
-            row["scale_replica"] = replica
-            if isinstance(name, str):
-                row["name"] = name + suffix
-            rows.append(row)
-        yield (kind, _shard(props.get("resource_group"), settings.shards)), rows
+        replicas = list(range(settings.copy_rule.copies_of(template_id)))
+        key = (node_kind(SYNTHETIC_LABEL, extra_labels),
+               _shard(props.get("resource_group"), settings.shards))
+        yield key, (NODES, base, template_id, name if isinstance(name, str) else None, replicas)
 
 
 class _ReplicateRelationshipsFn(beam.DoFn):
@@ -160,37 +163,59 @@ class _ReplicateRelationshipsFn(beam.DoFn):
         props = dict(relationship["props"])
         props["scale_operation_id"] = settings.operation_id
         props[RELATIONSHIP_KEY] = relationship["element_id"]
-        rows_by_kind: Dict[RelationshipKind, List[Dict[str, Any]]] = {}
+        replicas_by_ends: Dict[Tuple[bool, bool], List[int]] = {}
         for replica in range(max(own_copies, other_copies)):
-            own_match, own_id = _end_in_replica(
-                settings.operation_id, template_id, relationship["template_element_id"],
-                replica, own_copies)
-            other_match, other_id = _end_in_replica(
-                settings.operation_id, other_template_id, relationship["other_element_id"],
-                replica, other_copies)
-            if relationship["outgoing"]:
-                kind = relationship_kind(rel_type, own_match, other_match, RELATIONSHIP_KEY)
-                row = {"start": own_id, "end": other_id, "props": props}
-            else:
-                kind = relationship_kind(rel_type, other_match, own_match, RELATIONSHIP_KEY)
-                row = {"start": other_id, "end": own_id, "props": props}
-            rows_by_kind.setdefault(kind, []).append(row)
+            ends = (replica < own_copies, replica < other_copies)
+            replicas_by_ends.setdefault(ends, []).append(replica)
         shard = _shard(relationship["resource_group"], settings.shards)
-        for kind, rows in rows_by_kind.items():
-            yield (kind, shard), rows
+        for (own_is_copy, other_is_copy), replicas in replicas_by_ends.items():
+            own = (template_id, relationship["template_element_id"], own_is_copy)
+            other = (other_template_id, relationship["other_element_id"], other_is_copy)
+            start, end = (own, other) if relationship["outgoing"] else (other, own)
+            kind = relationship_kind(rel_type, _match(start), _match(end), RELATIONSHIP_KEY)
+            yield (kind, shard), (RELATIONSHIPS, props, start, end, replicas)
 
 
-def _end_in_replica(operation_id: str, template_id: Optional[str], element_id: str,
-                    replica: int, copies: int) -> Tuple[str, str]:
-    """How to find one end of a relationship in ``replica``: its copy if it has one
-    there (by ``id``), else the node itself (by ``elementId``)."""
-    if replica < copies:
-        return SYNTHETIC_LABEL, synthetic_id(operation_id, template_id, replica)
-    return ELEMENT_ID, element_id
+def _match(end: Tuple[Optional[str], str, bool]) -> str:
+    """How the sink finds a relationship end: a copy by ``id``, anything else by ``elementId``."""
+    return SYNTHETIC_LABEL if end[2] else ELEMENT_ID
+
+
+class CopySetRows:
+    """Turns a copy set into the rows the sink writes (``WriteGraph``'s ``rows_of_group``).
+
+    Runs in the sink, just before the write, so that full rows exist only for the
+    batches in flight.
+    """
+
+    def __init__(self, operation_id: str) -> None:
+        self._operation_id = operation_id
+
+    def __call__(self, copy_set: Tuple) -> List[Dict[str, Any]]:
+        operation_id = self._operation_id
+        if copy_set[0] == NODES:
+            _, base, template_id, name, replicas = copy_set
+            rows = []
+            for replica in replicas:
+                suffix = synthetic_suffix(operation_id, template_id, replica)
+                row = dict(base)
+                row["id"] = template_id + suffix
+                row["scale_replica"] = replica
+                if name is not None:
+                    row["name"] = name + suffix
+                rows.append(row)
+            return rows
+        _, props, start, end, replicas = copy_set
+        return [{"start": self._end(start, replica), "end": self._end(end, replica), "props": props}
+                for replica in replicas]
+
+    def _end(self, end: Tuple[Optional[str], str, bool], replica: int) -> str:
+        template_id, element_id, is_copy = end
+        return synthetic_id(self._operation_id, template_id, replica) if is_copy else element_id
 
 
 class ReplicateNodes(beam.PTransform):
-    """Templates → ``((kind, shard), node rows)``; unusable templates → ``dead_letter``."""
+    """Templates → ``((kind, shard), copy set)``; unusable templates → ``dead_letter``."""
 
     def __init__(self, settings: ReplicationSettings) -> None:
         super().__init__()
@@ -203,7 +228,7 @@ class ReplicateNodes(beam.PTransform):
 
 
 class ReplicateRelationships(beam.PTransform):
-    """Template relationships → ``((kind, shard), relationship rows)``; unusable ones →
+    """Template relationships → ``((kind, shard), copy set)``; unusable ones →
     ``dead_letter``."""
 
     def __init__(self, settings: ReplicationSettings) -> None:
