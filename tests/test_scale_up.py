@@ -191,3 +191,27 @@ def test_bad_arguments_exit_2_before_writing(scaled, neo4j_driver, capsys, args,
     assert message in capsys.readouterr().err
     assert fingerprint(neo4j_driver) == before
     assert scalar(neo4j_driver, "MATCH (o:ScaleOperation) RETURN count(o)") == operations
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(scaled, neo4j_driver):
+    before = fingerprint(neo4j_driver)
+    indexes = scalar(neo4j_driver, "SHOW INDEXES YIELD name RETURN count(name)")
+    operations = scalar(neo4j_driver, "MATCH (o:ScaleOperation) RETURN count(o)")
+    code, plan = run_scale_up(scaled["tmp_path"], "--tenant-id", TENANT, "--scale-factor", "8",
+                              "--dry-run", "--operation-id", "op-dry")
+    assert code == 0 and plan["status"] == "planned" and plan["dry_run"] is True
+    assert plan["expected"] == scaled["reports"]["x8"]["expected"]
+    assert sum(plan["new_nodes_by_type"].values()) == plan["expected"]["nodes"]
+    assert plan["batches_at_least"] >= 2 and plan["max_concurrent_writes"] == 5
+    assert fingerprint(neo4j_driver) == before
+    assert scalar(neo4j_driver, "MATCH (o:ScaleOperation) RETURN count(o)") == operations
+    assert scalar(neo4j_driver, "SHOW INDEXES YIELD name RETURN count(name)") == indexes
+
+
+def test_resuming_with_other_parameters_is_refused(scaled, neo4j_driver, capsys):
+    before = operation_fingerprint(neo4j_driver, "op-x2")
+    code, report = run_scale_up(scaled["tmp_path"], "--tenant-id", TENANT, "--scale-factor", "3",
+                                "--operation-id", "op-x2")
+    assert code == 2 and report is None
+    assert "was started with scale_factor=2.0" in capsys.readouterr().err
+    assert operation_fingerprint(neo4j_driver, "op-x2") == before
