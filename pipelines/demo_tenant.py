@@ -29,8 +29,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import neo4j.exceptions
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from pipelines.cli import add_connection_arguments, connection_from
+from pipelines.runner import log_dead_letter, metric_totals, pipeline_options, runner_name
 from transforms.batch_size import adaptive_batch_size
 from transforms.connection import Neo4jConnection
 from transforms.demo_tenant import (
@@ -44,14 +45,11 @@ from transforms.demo_tenant import (
     approximate_counts,
     chunk_ranges,
 )
-from transforms.neo4j_write import METRICS_NAMESPACE, WriteGraph
+from transforms.neo4j_write import WriteGraph
 from transforms.schema import SCALE_UP_INDEXES, ensure_indexes
 
 _LOG = logging.getLogger("demo_tenant")
 
-#: FACTS.md: the DirectRunner sends GroupIntoBatches pipelines to its legacy runner,
-#: which drops user metrics of all but the first bundle and needs 16x the memory.
-DEFAULT_RUNNER = "FnApiRunner"
 MAX_CONCURRENT_WRITES = 64
 #: Resources per pipeline run: bounds memory on FnApiRunner (see the module docstring).
 DEFAULT_RESOURCES_PER_PIPELINE = 10_000
@@ -82,13 +80,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=DEFAULT_RESOURCES_PER_PIPELINE,
                         help="load in consecutive pipeline runs of this many resources, which "
                              f"bounds memory (default {DEFAULT_RESOURCES_PER_PIPELINE:,})")
-    parser.add_argument("--neo4j-uri", dest="neo4j_uri", default=None,
-                        help="Bolt URI (default: $NEO4J_URI or bolt://127.0.0.1:7687)")
-    parser.add_argument("--neo4j-user", dest="neo4j_user", default=None,
-                        help="user (default: $NEO4J_USER or neo4j); the password comes "
-                             "only from $NEO4J_PASSWORD or the file $NEO4J_PASSWORD_FILE")
-    parser.add_argument("--neo4j-database", dest="neo4j_database", default=None,
-                        help="database (default: $NEO4J_DATABASE or neo4j)")
+    add_connection_arguments(parser)
 
 
 def _check_settings(max_concurrent_writes: int, resources_per_pipeline: int) -> None:
@@ -115,20 +107,7 @@ def build_pipeline(pipeline: beam.Pipeline, connection: Neo4jConnection, spec: D
     dead_letters = (rows[NODES], rows[RELATIONSHIPS]) | "Write" >> WriteGraph(
         connection, batch_size=batch_size, rows_per_group=ROWS_PER_GROUP,
         max_concurrent_writes=max_concurrent_writes)
-    dead_letters | "LogDeadLetters" >> beam.Map(_log_dead_letter)
-
-
-def _log_dead_letter(dead_letter: Tuple) -> None:
-    *what, reason = dead_letter
-    _LOG.error("not written: %s (%s)", str(what)[:300], reason)
-
-
-def _add_counters(totals: Dict[str, int], result: beam.runners.runner.PipelineResult) -> None:
-    """Add the sink's counters of one run, summed over steps, to ``totals``."""
-    query = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(METRICS_NAMESPACE))
-    for counter in query["counters"]:
-        value = counter.committed if counter.committed is not None else counter.attempted
-        totals[counter.key.metric.name] = totals.get(counter.key.metric.name, 0) + (value or 0)
+    dead_letters | "LogDeadLetters" >> beam.Map(log_dead_letter)
 
 
 def load_demo_tenant(
@@ -158,9 +137,7 @@ def load_demo_tenant(
         driver.close()
     approximate_nodes, approximate_relationships = approximate_counts(spec)
     batch_size = adaptive_batch_size(approximate_nodes + approximate_relationships, "write")
-    options = PipelineOptions(list(beam_args))
-    if not options.view_as(StandardOptions).runner:
-        options.view_as(StandardOptions).runner = DEFAULT_RUNNER
+    options = pipeline_options(beam_args)
     _LOG.info("loading demo tenant %s: %d resources (seed %d), ~%d nodes and ~%d relationships "
               "in batches of %d rows, %d concurrent writes", spec.tenant_id, spec.resources,
               spec.seed, approximate_nodes, approximate_relationships, batch_size,
@@ -176,14 +153,15 @@ def load_demo_tenant(
                        resource_range)
         result = pipeline.run()
         result.wait_until_finish()
-        _add_counters(counters, result)
+        for name, value in metric_totals(result)["counters"].items():
+            counters[name] = counters.get(name, 0) + value
     pipeline_seconds = time.monotonic() - pipeline_started
     return {
         "tenant_id": spec.tenant_id,
         "resources": spec.resources,
         "seed": spec.seed,
         "subscriptions": spec.subscriptions,
-        "runner": options.view_as(StandardOptions).runner,
+        "runner": runner_name(options),
         "nodes_written": counters.get("nodes_written", 0),
         "relationships_written": counters.get("relationships_written", 0),
         "dead_letters": counters.get("dead_letters", 0),
@@ -199,8 +177,8 @@ def load_demo_tenant(
 
 def parse_arguments(
     argv: Optional[Sequence[str]],
-) -> Tuple[DemoTenantSpec, Dict[str, int], Dict[str, Any], List[str]]:
-    """Flags → (spec, ``load_demo_tenant`` settings, connection flags, Beam flags).
+) -> Tuple[DemoTenantSpec, Dict[str, int], Neo4jConnection, List[str]]:
+    """Flags → (spec, ``load_demo_tenant`` settings, connection, Beam flags).
 
     argparse exits with 2 on malformed flags; values it accepts but that make no sense
     raise ``ValueError``.
@@ -217,17 +195,14 @@ def parse_arguments(
     settings = {"max_concurrent_writes": args.max_concurrent_writes,
                 "resources_per_pipeline": args.resources_per_pipeline}
     _check_settings(**settings)
-    connection_flags = {"uri": args.neo4j_uri, "user": args.neo4j_user,
-                        "database": args.neo4j_database}
-    return spec, settings, connection_flags, beam_args
+    return spec, settings, connection_from(args), beam_args
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        spec, settings, connection_flags, beam_args = parse_arguments(argv)
-        connection = Neo4jConnection.from_environment(**connection_flags)
+        spec, settings, connection, beam_args = parse_arguments(argv)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -25,13 +25,14 @@ import apache_beam as beam
 import neo4j
 import neo4j.exceptions
 import psutil
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import operations
 from pipelines.cli import add_connection_arguments, connection_from
+from pipelines.runner import log_dead_letter, metric_totals, pipeline_options, runner_name
 from transforms.batch_size import adaptive_batch_size
 from transforms.connection import Neo4jConnection
-from transforms.neo4j_write import METRICS_NAMESPACE, WriteGraph
+from transforms.neo4j_write import WriteGraph
 from transforms.progress import WRITE_PROGRESS
 from transforms.replicate import (
     CopySetRows,
@@ -50,9 +51,6 @@ from transforms.templates import (
 
 _LOG = logging.getLogger("scale_up")
 
-#: FACTS.md: the DirectRunner sends GroupIntoBatches pipelines to its legacy runner,
-#: which drops user metrics of all but the first bundle and needs 16x the memory.
-DEFAULT_RUNNER = "FnApiRunner"
 MAX_NEW_NODES = 100_000_000
 MAX_BATCH_SIZE = 100_000
 MAX_CONCURRENT_WRITES = 64
@@ -202,13 +200,8 @@ def build_pipeline(
     (
         (nodes.dead_letter, relationships.dead_letter, write_dead_letters)
         | "DeadLetters" >> beam.Flatten()
-        | "LogDeadLetters" >> beam.Map(_log_dead_letter)
+        | "LogDeadLetters" >> beam.Map(log_dead_letter)
     )
-
-
-def _log_dead_letter(dead_letter: Tuple) -> None:
-    *what, reason = dead_letter
-    _LOG.error("not written: %s (%s)", str(what)[:300], reason)
 
 
 class _ProgressReporter(threading.Thread):
@@ -234,29 +227,6 @@ class _ProgressReporter(threading.Thread):
 
     def stop(self) -> None:
         self._stopped.set()
-
-
-def _metric_totals(result: beam.runners.runner.PipelineResult) -> Dict[str, Any]:
-    """Counters summed over steps, distributions merged, by metric name."""
-    query = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(METRICS_NAMESPACE))
-    counters: Dict[str, int] = {}
-    for counter in query["counters"]:
-        value = counter.committed if counter.committed is not None else counter.attempted
-        counters[counter.key.metric.name] = counters.get(counter.key.metric.name, 0) + value
-    distributions: Dict[str, Dict[str, float]] = {}
-    for distribution in query["distributions"]:
-        value = distribution.committed or distribution.attempted
-        if value is None or value.count == 0:
-            continue
-        merged = distributions.setdefault(distribution.key.metric.name,
-                                          {"count": 0, "sum": 0, "min": value.min, "max": value.max})
-        merged["count"] += value.count
-        merged["sum"] += value.sum
-        merged["min"] = min(merged["min"], value.min)
-        merged["max"] = max(merged["max"], value.max)
-    for merged in distributions.values():
-        merged["mean"] = merged["sum"] / merged["count"]
-    return {"counters": counters, "distributions": distributions}
 
 
 def _database_counts(driver: neo4j.Driver, database: str, operation_id: str) -> Dict[str, Dict[str, int]]:
@@ -306,9 +276,7 @@ def run(config: ScaleUpConfig, connection: Neo4jConnection, beam_args: Sequence[
             driver, connection.database, config.operation_id, config.tenant_id, config.parameters())
         settings = ReplicationSettings(config.operation_id, generation_timestamp, plan.copy_rule,
                                        shards=config.max_concurrent_writes)
-        options = PipelineOptions(list(beam_args))
-        if not options.view_as(StandardOptions).runner:
-            options.view_as(StandardOptions).runner = DEFAULT_RUNNER
+        options = pipeline_options(beam_args)
         pipeline_started = time.monotonic()
         try:
             result = _run_pipeline(options, connection, plan, settings, batch_size, config)
@@ -316,8 +284,7 @@ def run(config: ScaleUpConfig, connection: Neo4jConnection, beam_args: Sequence[
             _record_failure(driver, connection.database, config.operation_id, error)
             raise
         pipeline_seconds = time.monotonic() - pipeline_started
-        report = _report(config, plan, options.view_as(StandardOptions).runner,
-                         _metric_totals(result),
+        report = _report(config, plan, runner_name(options), metric_totals(result),
                          _database_counts(driver, connection.database, config.operation_id),
                          created_indexes, batch_size,
                          duration=time.monotonic() - started, pipeline_seconds=pipeline_seconds,

@@ -1,0 +1,64 @@
+"""How this project's pipelines run on Beam: default runner, metrics read back, dead letters."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, Sequence, Tuple
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from transforms.neo4j_write import METRICS_NAMESPACE
+
+_LOG = logging.getLogger("dead_letters")
+
+#: FACTS.md: the DirectRunner sends GroupIntoBatches pipelines to its legacy runner,
+#: which drops user metrics of all but the first bundle and needs 16x the memory;
+#: FnApiRunner runs them correctly, in-process, with no download.
+DEFAULT_RUNNER = "FnApiRunner"
+
+
+def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
+    """Beam's options from its flags, on ``DEFAULT_RUNNER`` unless ``--runner`` says otherwise."""
+    options = PipelineOptions(list(beam_args))
+    if not options.view_as(StandardOptions).runner:
+        options.view_as(StandardOptions).runner = DEFAULT_RUNNER
+    return options
+
+
+def runner_name(options: PipelineOptions) -> str:
+    return options.view_as(StandardOptions).runner
+
+
+def metric_totals(result: beam.runners.runner.PipelineResult) -> Dict[str, Any]:
+    """The project's metrics of a finished run: ``{"counters": {name: int},
+    "distributions": {name: {count, sum, min, max, mean}}}``, summed over steps.
+
+    Committed values where the runner reports them, attempted ones otherwise.
+    """
+    query = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(METRICS_NAMESPACE))
+    counters: Dict[str, int] = {}
+    for counter in query["counters"]:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        counters[counter.key.metric.name] = counters.get(counter.key.metric.name, 0) + (value or 0)
+    distributions: Dict[str, Dict[str, float]] = {}
+    for distribution in query["distributions"]:
+        value = distribution.committed or distribution.attempted
+        if value is None or value.count == 0:
+            continue
+        merged = distributions.setdefault(distribution.key.metric.name,
+                                          {"count": 0, "sum": 0, "min": value.min, "max": value.max})
+        merged["count"] += value.count
+        merged["sum"] += value.sum
+        merged["min"] = min(merged["min"], value.min)
+        merged["max"] = max(merged["max"], value.max)
+    for merged in distributions.values():
+        merged["mean"] = merged["sum"] / merged["count"]
+    return {"counters": counters, "distributions": distributions}
+
+
+def log_dead_letter(dead_letter: Tuple) -> None:
+    """Log one record that could not be written: what it was and why (counted by the
+    ``dead_letters`` metric where it was refused)."""
+    *what, reason = dead_letter
+    _LOG.error("not written: %s (%s)", str(what)[:300], reason)
