@@ -2,9 +2,9 @@
 
 Input is what ``GroupIntoBatches`` emits: ``((kind, shard), groups)``, each group a
 list of rows, or a compact description of rows that ``rows_of_group`` expands (the
-copies of one template, say) in the write thread, just before its transaction. ``kind`` (see ``transforms.cypher``)
-names the one constant statement the batch is written with; ``shard`` spreads the
-work over concurrent transactions.
+copies of one template, say) in the write thread, just before its transaction.
+``kind`` (see ``transforms.cypher``) names the one constant statement the batch is
+written with; ``shard`` spreads the work over concurrent transactions.
 
 Why it is shaped like this:
 
@@ -100,6 +100,7 @@ class _SinkMetrics:
         self.batches = Metrics.counter(ns, "batches_written")
         self.retries = Metrics.counter(ns, "write_retries")
         self.dead_letters = Metrics.counter(ns, "dead_letters")
+        self.write_failures = Metrics.counter(ns, "write_failures")
         self.batch_size = Metrics.distribution(ns, "batch_size")
         self.write_latency_ms = Metrics.distribution(ns, "write_latency_ms")
         self.write_concurrency = Metrics.distribution(ns, "write_concurrency")
@@ -280,8 +281,13 @@ class _WriteBatchesFn(beam.DoFn):
         """Wait for pending writes, record their metrics, yield their outputs."""
         done, not_done = concurrent.futures.wait(self._pending, return_when=return_when)
         self._pending = list(not_done)
-        outcomes = [outcome for future in done
-                    for outcome in future.result()]  # re-raises infrastructure errors
+        outcomes = []
+        for future in done:
+            try:
+                outcomes.extend(future.result())
+            except Exception:
+                self._metrics.write_failures.inc()
+                raise  # an infrastructure error: the bundle fails, the runner decides
         for outcome in outcomes:
             self._metrics.record(outcome)
             if outcome.rows_written:
