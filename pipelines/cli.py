@@ -1,10 +1,27 @@
-"""What every command of this project shares on its command line: the connection."""
+"""What every command of this project shares: connection flags, exit codes, tables.
+
+Exit codes: 0 ok, 1 failure (Neo4j unreachable, refused credentials, a database
+error, anything unexpected), 2 bad input (a message says what is wrong and how to fix
+it; nothing was written).
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
+from typing import Any, Callable, Sequence, Tuple, Type
+
+import neo4j
+import neo4j.exceptions
 
 from transforms.connection import Neo4jConnection
+
+_LOG = logging.getLogger("cli")
+
+
+class UsageError(ValueError):
+    """Bad input: exit code 2; the message says what is wrong and how to fix it."""
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,3 +40,81 @@ def connection_from(args: argparse.Namespace) -> Neo4jConnection:
     """The connection named by the flags, completed from the environment."""
     return Neo4jConnection.from_environment(
         uri=args.neo4j_uri, user=args.neo4j_user, database=args.neo4j_database)
+
+
+def configure_logging() -> None:
+    """INFO and above to stderr, with times: stdout is kept for the machine-readable result."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def exit_code_of(connection: Neo4jConnection, action: Callable[[], int],
+                 bad_input: Tuple[Type[BaseException], ...] = ()) -> int:
+    """Run ``action`` and turn the errors every command shares into a message and an
+    exit code: ``UsageError`` (and ``bad_input``) → 2; Neo4j unreachable, refusing the
+    credentials, failing a query, or anything unexpected → 1. Messages never contain
+    the password.
+    """
+    try:
+        return action()
+    except (UsageError, *bad_input) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except neo4j.exceptions.AuthError:
+        print(f"error: Neo4j at {connection.uri} refused the credentials of user "
+              f"{connection.user!r}; check NEO4J_USER and NEO4J_PASSWORD", file=sys.stderr)
+        return 1
+    except (neo4j.exceptions.ServiceUnavailable, OSError) as error:
+        print(f"error: cannot reach Neo4j at {connection.uri}: {error}", file=sys.stderr)
+        return 1
+    except (neo4j.exceptions.Neo4jError, neo4j.exceptions.DriverError) as error:
+        print(f"error: Neo4j at {connection.uri} failed: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # noqa: BLE001 - a scheduler needs a message and exit 1
+        _LOG.exception("failed")
+        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+
+
+def run_command(args: argparse.Namespace,
+                command: Callable[[neo4j.Driver, str], int]) -> int:
+    """Run ``command(driver, database)`` on the connection of the flags; return its exit
+    code, under ``exit_code_of``'s rules (an unreadable password file is bad input)."""
+    try:
+        connection = connection_from(args)
+    except OSError as error:  # an unreadable NEO4J_PASSWORD_FILE
+        print(f"error: cannot read the password file: {error}", file=sys.stderr)
+        return 2
+
+    def with_driver() -> int:
+        with connection.open_driver() as driver:
+            return command(driver, connection.database)
+
+    return exit_code_of(connection, with_driver)
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table: columns padded to their widest cell, numbers right-aligned,
+    thousands separated, None shown as ``-``."""
+    def cell(value: Any) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, bool):
+            return str(value).lower()
+        if isinstance(value, int):
+            return f"{value:,}"
+        if isinstance(value, float):
+            return f"{value:,.1f}"
+        return str(value)
+
+    cells = [[cell(value) for value in row] for row in rows]
+    widths = [max([len(header), *(len(row[i]) for row in cells)])
+              for i, header in enumerate(headers)]
+    numeric = [bool(rows) and all(isinstance(row[i], (int, float)) or row[i] is None
+                                  for row in rows)
+               for i in range(len(headers))]
+    lines = []
+    for row in [list(headers), *cells]:
+        lines.append("  ".join(text.rjust(width) if right else text.ljust(width)
+                               for text, width, right in zip(row, widths, numeric)).rstrip())
+    return "\n".join(lines)

@@ -28,9 +28,8 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
-import neo4j.exceptions
 
-from pipelines.cli import add_connection_arguments, connection_from
+from pipelines.cli import add_connection_arguments, configure_logging, connection_from, exit_code_of
 from pipelines.runner import log_dead_letter, metric_totals, pipeline_options, runner_name
 from transforms.batch_size import adaptive_batch_size
 from transforms.connection import Neo4jConnection
@@ -199,8 +198,7 @@ def parse_arguments(
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     try:
         spec, settings, connection, beam_args = parse_arguments(argv)
     except ValueError as error:
@@ -209,22 +207,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except OSError as error:  # an unreadable NEO4J_PASSWORD_FILE
         print(f"error: cannot read the password file: {error}", file=sys.stderr)
         return 2
-    try:
+
+    def load_and_print() -> int:
         summary = load_demo_tenant(connection, spec, beam_args=beam_args, **settings)
-    except neo4j.exceptions.AuthError:
-        print(f"error: Neo4j at {connection.uri} refused the credentials of user "
-              f"{connection.user!r}; check NEO4J_USER and NEO4J_PASSWORD", file=sys.stderr)
-        return 1
-    except (neo4j.exceptions.ServiceUnavailable, OSError) as error:
-        print(f"error: cannot reach Neo4j at {connection.uri}: {error}", file=sys.stderr)
-        return 1
-    except Exception as error:  # noqa: BLE001 - a scheduler needs a message and exit 1
-        _LOG.exception("loading demo tenant %s failed", spec.tenant_id)
-        print(f"error: loading demo tenant {spec.tenant_id} failed: "
-              f"{type(error).__name__}: {error}", file=sys.stderr)
-        return 1
-    print(json.dumps(summary, sort_keys=True))
-    return 0 if summary["dead_letters"] == 0 else 1
+        print(json.dumps(summary, sort_keys=True))
+        return 0 if summary["dead_letters"] == 0 else 1
+
+    return exit_code_of(connection, load_and_print)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,13 @@ import psutil
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import operations
-from pipelines.cli import add_connection_arguments, connection_from
+from pipelines.cli import (
+    UsageError,
+    add_connection_arguments,
+    configure_logging,
+    connection_from,
+    exit_code_of,
+)
 from pipelines.runner import log_dead_letter, metric_totals, pipeline_options, runner_name
 from transforms.batch_size import adaptive_batch_size
 from transforms.connection import Neo4jConnection
@@ -57,10 +63,6 @@ MAX_CONCURRENT_WRITES = 64
 PROGRESS_INTERVAL_S = 5.0
 #: The status of a dry run's report: planned, nothing written.
 PLANNED = "planned"
-
-
-class UsageError(ValueError):
-    """Bad input: exit code 2, nothing written."""
 
 
 class ScaleUpOptions(PipelineOptions):
@@ -432,34 +434,21 @@ def _report(config: ScaleUpConfig, plan: TemplatePlan, runner: str, metrics: Dic
 
 def execute(config: ScaleUpConfig, connection: Neo4jConnection, beam_args: Sequence[str]) -> int:
     """Run and report like the command line does; return the exit code."""
-    try:
+
+    def run_and_print() -> int:
         report = run(config, connection, beam_args)
-    except PlanError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except neo4j.exceptions.AuthError:
-        print(f"error: Neo4j at {connection.uri} refused the credentials of user "
-              f"{connection.user!r}; check NEO4J_USER and NEO4J_PASSWORD", file=sys.stderr)
-        return 1
-    except (neo4j.exceptions.ServiceUnavailable, OSError) as error:
-        print(f"error: cannot reach Neo4j at {connection.uri}: {error}", file=sys.stderr)
-        return 1
-    except Exception as error:  # noqa: BLE001 - a scheduler needs a message and exit 1
-        _LOG.exception("scale-up %s failed", config.operation_id)
-        print(f"error: scale-up {config.operation_id} failed: {type(error).__name__}: {error}",
-              file=sys.stderr)
-        return 1
-    text = json.dumps(report, sort_keys=True)
-    if config.report_path:
-        with open(config.report_path, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-    print(text)
-    return 0 if report["status"] in (operations.SUCCEEDED, PLANNED) else 1
+        text = json.dumps(report, sort_keys=True)
+        if config.report_path:
+            with open(config.report_path, "w", encoding="utf-8") as handle:
+                handle.write(text + "\n")
+        print(text)
+        return 0 if report["status"] in (operations.SUCCEEDED, PLANNED) else 1
+
+    return exit_code_of(connection, run_and_print, bad_input=(PlanError,))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     try:
         config, connection, beam_args = parse_arguments(argv)
     except UsageError as error:

@@ -34,7 +34,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import neo4j
 
-from pipelines.cli import add_connection_arguments, connection_from
+from pipelines import operations
+from pipelines.cli import add_connection_arguments, run_command
 from transforms.replicate import NOT_COPIED_LABELS, NOT_COPIED_PROPERTIES, RELATIONSHIP_KEY, SYNTHETIC_LABEL
 from transforms.templates import NOT_COPIED_RELATIONSHIPS, TemplateSelection, plan_templates
 
@@ -73,10 +74,6 @@ RETURN s.id AS id, labels(s) AS labels, properties(s) AS props,
        t.id AS template_id, labels(t) AS template_labels, properties(t) AS template_props,
        copy_relationships, template_relationships
 """
-
-
-class UnknownOperationError(ValueError):
-    """No ``ScaleOperation`` with that id; the message lists the recent ones."""
 
 
 @dataclasses.dataclass
@@ -162,17 +159,6 @@ def _check_relationships(row: Dict[str, Any], check: Check, max_examples: int) -
         check.fail(f"{row['id']}: missing {missing}, unexpected {unexpected}", max_examples)
 
 
-def _operation(session: neo4j.Session, operation_id: str) -> Dict[str, Any]:
-    record = session.run("MATCH (o:ScaleOperation {id: $id}) RETURN properties(o) AS o",
-                         id=operation_id).single()
-    if record is None:
-        recent = session.run("MATCH (o:ScaleOperation) RETURN o.id AS id "
-                             "ORDER BY o.started_at DESC LIMIT 10").value()
-        raise UnknownOperationError(
-            f"no scale operation {operation_id!r}; recent operations: {', '.join(recent) or 'none'}")
-    return record["o"]
-
-
 def _count_check(session, name, query, params, max_examples) -> Check:
     check = Check(name)
     for record in session.run(query, params):
@@ -185,8 +171,8 @@ def validate_operation(driver: neo4j.Driver, database: str, operation_id: str,
     """Run every check on ``operation_id``; raises ``UnknownOperationError``."""
     params = {"op": operation_id, "key": RELATIONSHIP_KEY,
               "not_copied": list(NOT_COPIED_RELATIONSHIPS)}
+    operation = operations.get_operation(driver, database, operation_id)
     with driver.session(database=database, default_access_mode=neo4j.READ_ACCESS) as session:
-        operation = _operation(session, operation_id)
         counts = _check_counts(driver, database, session, operation, operation_id, max_examples)
         unique = _count_check(session, "unique_ids", """
             MATCH (n:Resource {scale_operation_id: $op})
@@ -215,20 +201,27 @@ def validate_operation(driver: neo4j.Driver, database: str, operation_id: str,
 
 
 def _check_counts(driver, database, session, operation, operation_id, max_examples) -> Check:
+    """What is in the database against what the recorded request asks of the current
+    templates (nothing at all once the operation was rolled back)."""
     check = Check("counts_by_type")
-    parameters = json.loads(operation.get("parameters") or "{}")
-    types = parameters.get("resource_types")
-    plan = plan_templates(
-        driver, database, TemplateSelection(operation["tenant_id"], tuple(types) if types else None),
-        parameters.get("scale_factor"), parameters.get("target_count"), max_new_nodes=10**12)
+    if operation["status"] == operations.ROLLED_BACK:
+        expected_nodes: Dict[str, int] = {}
+        expected_relationships: Dict[str, int] = {}
+    else:
+        parameters = operation.get("parameters") or {}
+        types = parameters.get("resource_types")
+        plan = plan_templates(
+            driver, database, TemplateSelection(operation["tenant_id"], tuple(types) if types else None),
+            parameters.get("scale_factor"), parameters.get("target_count"), max_new_nodes=10**12)
+        expected_nodes, expected_relationships = plan.new_nodes_by_type, plan.new_relationships_by_type
     nodes = dict(session.run(
         "MATCH (n:Resource {scale_operation_id: $op}) RETURN n.type AS type, count(*) AS n",
         op=operation_id).values())
     relationships = dict(session.run(
         "MATCH (n:Resource {scale_operation_id: $op})-[r]-() WHERE r.scale_operation_id = $op "
         "WITH DISTINCT r RETURN type(r) AS type, count(*) AS n", op=operation_id).values())
-    for what, expected, actual in (("nodes", plan.new_nodes_by_type, nodes),
-                                   ("relationships", plan.new_relationships_by_type, relationships)):
+    for what, expected, actual in (("nodes", expected_nodes, nodes),
+                                   ("relationships", expected_relationships, relationships)):
         for name in sorted(set(expected) | set(actual), key=str):
             if expected.get(name, 0) != actual.get(name, 0):
                 check.fail(f"{what} of type {name}: {actual.get(name, 0)} in the database, "
@@ -243,23 +236,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     add_connection_arguments(parser)
     args = parser.parse_args(argv)
-    connection = connection_from(args)
-    with connection.open_driver() as driver:
-        try:
-            result = validate_operation(driver, connection.database, args.operation_id, args.max_examples)
-        except UnknownOperationError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-    if args.json:
-        print(json.dumps(result.to_dict(), sort_keys=True))
-    else:
-        print(f"operation {result.operation_id}: {result.nodes_checked} synthetic nodes checked")
-        for check in result.checks:
-            print(f"  {'ok  ' if check.ok else 'FAIL'} {check.name}"
-                  + ("" if check.ok else f": {check.problems} problems"))
-            for example in check.examples:
-                print(f"       {example}")
-    return 0 if result.ok else 1
+
+    def command(driver: neo4j.Driver, database: str) -> int:
+        result = validate_operation(driver, database, args.operation_id, args.max_examples)
+        if args.json:
+            print(json.dumps(result.to_dict(), sort_keys=True))
+        else:
+            print(f"operation {result.operation_id}: {result.nodes_checked} synthetic nodes checked")
+            for check in result.checks:
+                print(f"  {'ok  ' if check.ok else 'FAIL'} {check.name}"
+                      + ("" if check.ok else f": {check.problems} problems"))
+                for example in check.examples:
+                    print(f"       {example}")
+        return 0 if result.ok else 1
+
+    return run_command(args, command)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ _LOG = logging.getLogger(__name__)
 
 IndexSpec = Tuple[str, Tuple[str, ...]]
 
-#: The seed's indexes: lookups by id, the synthetic markers, the tenant.
+#: The seed's indexes (lookups by id, the synthetic markers, the tenant), and the
+#: operation records' id.
 SCALE_UP_INDEXES: Tuple[IndexSpec, ...] = (
     ("Resource", ("id",)),
     ("Resource", ("synthetic",)),
@@ -28,6 +29,7 @@ SCALE_UP_INDEXES: Tuple[IndexSpec, ...] = (
     ("Resource", ("template_source_id",)),
     ("Resource", ("tenant_id",)),
     ("Resource", ("synthetic", "scale_operation_id")),
+    ("ScaleOperation", ("id",)),
 )
 INDEX_ONLINE_TIMEOUT_S = 600
 
