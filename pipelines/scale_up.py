@@ -27,7 +27,7 @@ import neo4j.exceptions
 import psutil
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines import operations
+from pipelines import operations, rollback
 from pipelines.cli import (
     UsageError,
     add_connection_arguments,
@@ -97,6 +97,10 @@ class ScaleUpOptions(PipelineOptions):
         parser.add_argument("--dry-run", dest="dry_run", action="store_true",
                             help="print the plan (templates, new nodes and relationships by "
                                  "type, batches, parallelism) and write nothing at all")
+        parser.add_argument("--rollback-on-failure", dest="rollback_on_failure",
+                            action="store_true",
+                            help="if the run fails, delete what it wrote (and mark the "
+                                 "operation rolled back) instead of leaving it to be resumed")
         parser.add_argument("--report", dest="report", default=None,
                             help="also write the JSON run report to this file")
         add_connection_arguments(parser)
@@ -119,6 +123,7 @@ class ScaleUpConfig:
     report_path: Optional[str]
     progress_interval: float
     dry_run: bool = False
+    rollback_on_failure: bool = False
 
     def parameters(self) -> Dict[str, Any]:
         """What the operation record keeps of the request."""
@@ -177,6 +182,7 @@ def parse_arguments(argv: Optional[Sequence[str]]) -> Tuple[ScaleUpConfig, Neo4j
         report_path=args.report,
         progress_interval=args.progress_interval,
         dry_run=args.dry_run,
+        rollback_on_failure=args.rollback_on_failure,
     )
     return config, connection_from(args), beam_args
 
@@ -284,6 +290,13 @@ def run(config: ScaleUpConfig, connection: Neo4jConnection, beam_args: Sequence[
             result = _run_pipeline(options, connection, plan, settings, batch_size, config)
         except BaseException as error:
             _record_failure(driver, connection.database, config.operation_id, error)
+            if config.rollback_on_failure:
+                try:
+                    _roll_back(driver, connection.database, config.operation_id)
+                except Exception as rollback_error:  # noqa: BLE001 - keep the run's own error
+                    _LOG.error("could not roll back %s (%s); run python -m pipelines.rollback "
+                               "--operation-id %s", config.operation_id, rollback_error,
+                               config.operation_id)
             raise
         pipeline_seconds = time.monotonic() - pipeline_started
         report = _report(config, plan, runner_name(options), metric_totals(result),
@@ -296,6 +309,9 @@ def run(config: ScaleUpConfig, connection: Neo4jConnection, beam_args: Sequence[
         report["status"] = operations.SUCCEEDED if not report["errors"] else operations.FAILED
         operations.finish_operation(driver, connection.database, config.operation_id,
                                     report["status"], report=report)
+        if report["status"] == operations.FAILED and config.rollback_on_failure:
+            report["rolled_back"] = _roll_back(driver, connection.database, config.operation_id)
+            report["status"] = operations.ROLLED_BACK
         return report
     finally:
         driver.close()
@@ -330,6 +346,15 @@ def _record_failure(driver: neo4j.Driver, database: str, operation_id: str,
         _LOG.error("could not record the failure of operation %s (%s); its record still says "
                    "'running': re-run it with --operation-id %s to complete it",
                    operation_id, record_error, operation_id)
+
+
+def _roll_back(driver: neo4j.Driver, database: str, operation_id: str) -> Dict[str, Any]:
+    """``--rollback-on-failure``: delete what the failed run wrote."""
+    _LOG.warning("operation %s failed: rolling back what it wrote", operation_id)
+    deleted = rollback.rollback_operation(driver, database, operation_id)
+    _LOG.warning("rolled back %s: %d nodes and %d relationships deleted", operation_id,
+                 deleted["nodes_deleted"], deleted["relationships_deleted"])
+    return deleted
 
 
 #: Parameters that decide what an operation creates; a re-run must not change them.
