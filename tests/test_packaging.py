@@ -1,0 +1,213 @@
+"""What a remote worker (Flink, Spark, Dataflow) needs: DoFns that pickle cleanly and open
+their clients in ``setup()``, and a package built from setup.py that holds ``pipelines``
+and ``transforms`` and nothing else. Fast: no Neo4j, no pipeline run."""
+
+import concurrent.futures
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+import zipfile
+from pathlib import Path
+
+import apache_beam as beam
+import neo4j
+import pytest
+from apache_beam.internal import pickler
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipelines.scale_up import build_pipeline
+from transforms.connection import Neo4jConnection
+from transforms.replicate import ReplicationSettings
+from transforms.templates import CopyRule, TemplatePlan, TemplateSelection
+
+REPO = Path(__file__).resolve().parent.parent
+OUR_MODULES = ("pipelines", "transforms")
+#: Things that belong to one process and must be created in setup(), never pickled.
+PROCESS_BOUND = (neo4j.Driver, neo4j.Session, concurrent.futures.Executor, socket.socket,
+                 threading.Thread, type(threading.Lock()), type(threading.RLock()))
+#: A connection no worker could reach: opening a driver never connects until first use.
+CONNECTION = Neo4jConnection(uri="bolt://127.0.0.1:1", user="neo4j", password="not-a-secret",
+                             database="neo4j")
+
+
+def scale_up_pipeline() -> beam.Pipeline:
+    """The scale-up graph as ``pipelines.scale_up.run`` builds it, for a made-up plan."""
+    plan = TemplatePlan(
+        selection=TemplateSelection("tenant-a", ("Microsoft.Compute/virtualMachines",)),
+        copy_rule=CopyRule(base_copies=2, extra_copy_below_id="/subscriptions/m"),
+        template_count=40,
+        new_node_count=100,
+        templates_by_type={"Microsoft.Compute/virtualMachines": 40},
+        new_nodes_by_type={"Microsoft.Compute/virtualMachines": 100},
+        template_relationships_by_type={"USES": 60},
+        new_relationships_by_type={"USES": 150},
+        chunks=(("/subscriptions/a", 20), ("/subscriptions/m", 20)),
+    )
+    settings = ReplicationSettings("op-packaging", "2026-01-01T00:00:00Z", plan.copy_rule, shards=3)
+    pipeline = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
+    build_pipeline(pipeline, CONNECTION, plan, settings, batch_size=50, max_concurrent_writes=4)
+    return pipeline
+
+
+def do_fns(pipeline: beam.Pipeline) -> dict:
+    """Full label → DoFn of every ParDo in the graph (Beam's own included)."""
+    found = {}
+
+    class Visitor(beam.pipeline.PipelineVisitor):
+        def visit_transform(self, node):
+            if isinstance(node.transform, beam.ParDo):
+                found[node.full_label] = node.transform.fn
+
+    pipeline.visit(Visitor())
+    return found
+
+
+def ours(fn) -> bool:
+    return type(fn).__module__.split(".")[0] in OUR_MODULES
+
+
+def process_bound_attributes(value, path="fn", seen=None):
+    """Paths of attributes (recursively, through objects, lists, dicts) that hold a
+    process-bound resource."""
+    seen = set() if seen is None else seen
+    if id(value) in seen or isinstance(value, (str, bytes, int, float, bool, type(None))):
+        return []
+    seen.add(id(value))
+    if isinstance(value, PROCESS_BOUND):
+        return [f"{path}: {type(value).__name__}"]
+    children = []
+    if isinstance(value, dict):
+        children = [(f"{path}[{k!r}]", v) for k, v in value.items()]
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        children = [(f"{path}[{i}]", v) for i, v in enumerate(value)]
+    elif hasattr(value, "__dict__") and type(value).__module__.split(".")[0] in OUR_MODULES:
+        children = [(f"{path}.{k}", v) for k, v in vars(value).items()]
+    problems = []
+    for child_path, child in children:
+        problems += process_bound_attributes(child, child_path, seen)
+    return problems
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    return scale_up_pipeline()
+
+
+def test_the_graph_has_our_do_fns(pipeline):
+    names = {type(fn).__name__ for fn in do_fns(pipeline).values() if ours(fn)}
+    # Reading, replicating and writing all run in DoFns of ours.
+    assert {"_ReadChunkFn", "_WriteBatchesFn"} <= names, names
+    assert any("Replicate" in name for name in names), names
+
+
+def test_every_do_fn_round_trips_through_beams_pickler(pipeline):
+    for label, fn in do_fns(pipeline).items():
+        restored = pickler.loads(pickler.dumps(fn))
+        assert type(restored) is type(fn), label
+        if ours(fn):
+            assert vars(restored).keys() == vars(fn).keys(), label
+
+
+def test_no_do_fn_carries_a_client_thread_or_lock_before_setup(pipeline):
+    problems = [problem for label, fn in do_fns(pipeline).items() if ours(fn)
+                for problem in process_bound_attributes(fn, label)]
+    assert problems == []
+
+
+_WORKER = r"""
+import json, sys
+from apache_beam.internal import pickler
+from apache_beam.portability import common_urns, python_urns
+from apache_beam.portability.api import beam_runner_api_pb2
+
+proto = beam_runner_api_pb2.Pipeline.FromString(open(sys.argv[1], "rb").read())
+checked = []
+for transform in proto.components.transforms.values():
+    if transform.spec.urn != common_urns.primitives.PAR_DO.urn:
+        continue
+    payload = beam_runner_api_pb2.ParDoPayload.FromString(transform.spec.payload)
+    if payload.do_fn.urn != python_urns.PICKLED_DOFN_INFO:
+        continue  # a DoFn the SDK names by urn (e.g. key-with-None), nothing pickled
+    fn = pickler.loads(payload.do_fn.payload)[0]
+    module = type(fn).__module__
+    if module.split(".")[0] in ("pipelines", "transforms"):
+        fn.setup()  # opens its driver/pool here, in this process
+        fn.teardown()
+    checked.append([transform.unique_name, module + "." + type(fn).__name__])
+print(json.dumps(checked))
+"""
+
+
+def test_do_fns_load_and_set_up_in_a_fresh_process(pipeline, tmp_path):
+    """What a worker does: read the portable pipeline proto (as the runner gets it), unpickle
+    every ParDo's DoFn in a process that never ran the launching code, and call
+    ``setup()``/``teardown()`` on ours. A DoFn that relied on a global of the launching
+    process (``__main__``, a module-level client) fails here."""
+    proto = tmp_path / "pipeline.pb"
+    proto.write_bytes(pipeline.to_runner_api().SerializeToString())
+    script = tmp_path / "worker.py"
+    script.write_text(_WORKER, encoding="utf-8")
+    result = subprocess.run([sys.executable, str(script), str(proto)], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    checked = json.loads(result.stdout.strip().splitlines()[-1])
+    classes = {name for _, name in checked}
+    expected = {f"{type(fn).__module__}.{type(fn).__name__}"
+                for fn in do_fns(pipeline).values() if ours(fn)}
+    assert expected and expected <= classes
+
+
+def _source_copy(destination: Path) -> Path:
+    """The repository's files as a clone has them (what git tracks or would track: no
+    venv, caches, build output or anything else .gitignore names)."""
+    source = destination / "src"
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=REPO, capture_output=True, timeout=60)
+    if listed.returncode != 0:  # not a git checkout: copy the tree minus the usual clutter
+        shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+            ".git", ".venv", ".neo4j", "build", "dist", "*.egg-info", "__pycache__",
+            ".pytest_cache", "benchmark-results"))
+        return source
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        origin = REPO / name
+        if origin.is_file():  # listed but deleted in the work tree: skip
+            target = source / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(origin, target)
+    return source
+
+
+def test_wheel_holds_only_pipelines_and_transforms(tmp_path):
+    source = _source_copy(tmp_path)
+    out = tmp_path / "wheels"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q",
+         ".", "-w", str(out)], cwd=source, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    (wheel,) = out.glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert top_level == set(OUR_MODULES)
+    for package in OUR_MODULES:  # every module of the tree is in it
+        expected = {p.relative_to(REPO).as_posix() for p in (REPO / package).rglob("*.py")
+                    if "__pycache__" not in p.parts}
+        assert expected <= set(names), expected - set(names)
+
+
+def test_sdist_for_setup_file_builds_and_holds_both_packages(tmp_path):
+    """``--setup_file ./setup.py`` makes Beam build an sdist (``python setup.py sdist`` when
+    ``build`` is not installed) that every worker pip-installs."""
+    source = _source_copy(tmp_path)
+    out = tmp_path / "sdist"
+    result = subprocess.run([sys.executable, "setup.py", "-q", "sdist", "--dist-dir", str(out)],
+                            cwd=source, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    (sdist,) = out.glob("*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = {"/".join(name.split("/")[1:]) for name in archive.getnames()}
+    assert {"setup.py", "pipelines/__init__.py", "transforms/__init__.py",
+            "pipelines/scale_up.py", "transforms/neo4j_write.py"} <= names
