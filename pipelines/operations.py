@@ -82,6 +82,39 @@ def finish_operation(
     )
 
 
+_COUNT_NODES_BY_TYPE = (
+    "MATCH (n:Resource {scale_operation_id: $op}) RETURN n.type AS type, count(*) AS n"
+)
+# Every relationship an operation wrote touches one of its nodes: count each once, from
+# its start node, or from its end node when the start is not the operation's. No
+# DISTINCT, so the server streams the count instead of holding millions of rows.
+_COUNT_RELATIONSHIPS_BY_TYPE = """
+MATCH (n:Resource {scale_operation_id: $op})
+CALL {
+  WITH n
+  MATCH (n)-[r]->() WHERE r.scale_operation_id = $op
+  RETURN type(r) AS type
+  UNION ALL
+  WITH n
+  MATCH (m)-[r]->(n) WHERE r.scale_operation_id = $op AND coalesce(m.scale_operation_id, '') <> $op
+  RETURN type(r) AS type
+}
+RETURN type, count(*) AS n
+"""
+
+
+def written_by_type(driver: neo4j.Driver, database: str, operation_id: str) -> Dict[str, Dict[str, int]]:
+    """What an operation wrote, read back from the database:
+    ``{"nodes": {resource type: n}, "relationships": {relationship type: n}}``."""
+    counts = {}
+    for what, query in (("nodes", _COUNT_NODES_BY_TYPE),
+                        ("relationships", _COUNT_RELATIONSHIPS_BY_TYPE)):
+        records = driver.execute_query(query, op=operation_id, database_=database,
+                                       routing_=neo4j.RoutingControl.READ).records
+        counts[what] = {record["type"]: record["n"] for record in records}
+    return counts
+
+
 def mark_rolled_back(driver: neo4j.Driver, database: str,
                      deleted: Mapping[str, Tuple[int, int]]) -> Dict[str, str]:
     """Mark each operation of ``deleted`` (id → nodes, relationships deleted) rolled back.

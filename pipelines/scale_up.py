@@ -237,19 +237,6 @@ class _ProgressReporter(threading.Thread):
         self._stopped.set()
 
 
-def _database_counts(driver: neo4j.Driver, database: str, operation_id: str) -> Dict[str, Dict[str, int]]:
-    """What the operation really wrote, by type, read back from the database."""
-    nodes = driver.execute_query(
-        "MATCH (n:Resource {scale_operation_id: $op}) RETURN n.type AS type, count(*) AS n",
-        op=operation_id, database_=database).records
-    relationships = driver.execute_query(
-        "MATCH (n:Resource {scale_operation_id: $op})-[r]-() WHERE r.scale_operation_id = $op "
-        "WITH DISTINCT r RETURN type(r) AS type, count(*) AS n",
-        op=operation_id, database_=database).records
-    return {"nodes": {r["type"]: r["n"] for r in nodes},
-            "relationships": {r["type"]: r["n"] for r in relationships}}
-
-
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -300,7 +287,7 @@ def run(config: ScaleUpConfig, connection: Neo4jConnection, beam_args: Sequence[
             raise
         pipeline_seconds = time.monotonic() - pipeline_started
         report = _report(config, plan, runner_name(options), metric_totals(result),
-                         _database_counts(driver, connection.database, config.operation_id),
+                         operations.written_by_type(driver, connection.database, config.operation_id),
                          created_indexes, batch_size,
                          duration=time.monotonic() - started, pipeline_seconds=pipeline_seconds,
                          memory={"start_mb": round(rss_start_mb, 1),

@@ -173,7 +173,7 @@ def validate_operation(driver: neo4j.Driver, database: str, operation_id: str,
               "not_copied": list(NOT_COPIED_RELATIONSHIPS)}
     operation = operations.get_operation(driver, database, operation_id)
     with driver.session(database=database, default_access_mode=neo4j.READ_ACCESS) as session:
-        counts = _check_counts(driver, database, session, operation, operation_id, max_examples)
+        counts = _check_counts(driver, database, operation, operation_id, max_examples)
         unique = _count_check(session, "unique_ids", """
             MATCH (n:Resource {scale_operation_id: $op})
             WITH n.id AS id, count(*) AS copies WHERE copies > 1
@@ -200,7 +200,7 @@ def validate_operation(driver: neo4j.Driver, database: str, operation_id: str,
     return ValidationResult(operation_id, checked, [counts, unique, nodes, relationships, orphans])
 
 
-def _check_counts(driver, database, session, operation, operation_id, max_examples) -> Check:
+def _check_counts(driver, database, operation, operation_id, max_examples) -> Check:
     """What is in the database against what the recorded request asks of the current
     templates (nothing at all once the operation was rolled back)."""
     check = Check("counts_by_type")
@@ -214,12 +214,8 @@ def _check_counts(driver, database, session, operation, operation_id, max_exampl
             driver, database, TemplateSelection(operation["tenant_id"], tuple(types) if types else None),
             parameters.get("scale_factor"), parameters.get("target_count"), max_new_nodes=10**12)
         expected_nodes, expected_relationships = plan.new_nodes_by_type, plan.new_relationships_by_type
-    nodes = dict(session.run(
-        "MATCH (n:Resource {scale_operation_id: $op}) RETURN n.type AS type, count(*) AS n",
-        op=operation_id).values())
-    relationships = dict(session.run(
-        "MATCH (n:Resource {scale_operation_id: $op})-[r]-() WHERE r.scale_operation_id = $op "
-        "WITH DISTINCT r RETURN type(r) AS type, count(*) AS n", op=operation_id).values())
+    written = operations.written_by_type(driver, database, operation_id)
+    nodes, relationships = written["nodes"], written["relationships"]
     for what, expected, actual in (("nodes", expected_nodes, nodes),
                                    ("relationships", expected_relationships, relationships)):
         for name in sorted(set(expected) | set(actual), key=str):
