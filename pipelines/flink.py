@@ -75,18 +75,15 @@ in attached mode (the default); a detached job reports none.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import importlib.metadata
 import os
-import re
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from pipelines.local_neo4j import _DEPENDENCY_PLUGIN, LOG_TAIL_LINES, _say, cache_root
+from pipelines.local_neo4j import DEPENDENCY_PLUGIN, LOG_TAIL_LINES, cache_root, fetch_once, say
 
 #: Beam 2.77's Flink versions (``FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS``).
 SUPPORTED_FLINK_VERSIONS = ("1.19", "1.20", "2.0", "2.1", "2.2")
@@ -97,7 +94,6 @@ BEAM_VERSION = importlib.metadata.version("apache-beam")
 JAR_ENV = "TENANT_SCALER_FLINK_JOB_SERVER_JAR"
 VERSION_ENV = "TENANT_SCALER_FLINK_VERSION"
 #: Java the job server needs (Flink 2.x needs 11; our machines have 17).
-MIN_JAVA = 11
 #: Heap of the job server JVM, which also hosts the embedded Flink with ``[local]``
 #: (it only shuffles the pipeline's elements; the data goes to Neo4j).
 JOB_SERVER_HEAP = "1g"
@@ -153,38 +149,12 @@ def jar_present(flink_version: Optional[str] = None) -> bool:
     return (jar_dir(flink_version) / _FETCH_MARKER).is_file() and jar_path(flink_version).is_file()
 
 
-def _java_major(java: str) -> int:
-    try:
-        out = subprocess.run([java, "-version"], stdin=subprocess.DEVNULL, capture_output=True,
-                             text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise FlinkJobServerUnavailable(f"could not run '{java} -version': {error}") from error
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
-    if not match:
-        raise FlinkJobServerUnavailable(f"could not read the Java version from '{java} -version'")
-    major = int(match.group(1))
-    return int(match.group(2)) if major == 1 and match.group(2) else major
-
-
-def _check_java() -> None:
-    java = shutil.which("java")
-    if java is None:
-        raise FlinkJobServerUnavailable(
-            "Java is not on PATH; the Flink job server needs Java 11+ (17 recommended; "
-            "Debian/Ubuntu: apt-get install openjdk-17-jre-headless)")
-    major = _java_major(java)
-    if major < MIN_JAVA:
-        raise FlinkJobServerUnavailable(
-            f"{java} is Java {major}; the Flink job server needs Java {MIN_JAVA}+ (17 recommended)")
-
-
 def flink_job_server_jar(flink_version: Optional[str] = None) -> Path:
     """The job server jar for ``flink_version`` (default ``FLINK_VERSION``), fetched once.
 
     ``$TENANT_SCALER_FLINK_JOB_SERVER_JAR`` wins when set (it must exist). Otherwise Maven
     runs only while the completion marker is missing; a half-finished fetch is redone.
     """
-    global fetch_count
     provided = os.environ.get(JAR_ENV)
     if provided:
         path = Path(provided).expanduser()
@@ -193,27 +163,16 @@ def flink_job_server_jar(flink_version: Optional[str] = None) -> Path:
         return path.resolve()
     version = _flink_version(flink_version)
     target, work = jar_path(version), jar_dir(version)
-    if jar_present(version):
-        return target
-    work.mkdir(parents=True, exist_ok=True)
-    with open(work / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if jar_present(version):  # another process finished it while we waited
-            return target
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise FlinkJobServerUnavailable(
-                f"Maven ('mvn') is not on PATH; it is needed once to fetch {artifact(version)} "
-                f"from Maven Central (Debian/Ubuntu: apt-get install maven), or set ${JAR_ENV} "
-                "to a job server jar you have")
-        _check_java()
-        coordinates = artifact(version)
-        _say("fetching %s from Maven Central (once) into %s …", coordinates, work)
+    coordinates = artifact(version)
+
+    def fetch(mvn: str) -> None:
+        global fetch_count
+        say("fetching %s from Maven Central (once) into %s …", coordinates, work)
         began = time.monotonic()
         target.unlink(missing_ok=True)
         (work / _FETCH_MARKER).unlink(missing_ok=True)
         # -U: ask again even if an earlier attempt cached "not found" in ~/.m2.
-        command = [mvn, "-B", "-q", "-U", f"{_DEPENDENCY_PLUGIN}:copy", f"-Dartifact={coordinates}",
+        command = [mvn, "-B", "-q", "-U", f"{DEPENDENCY_PLUGIN}:copy", f"-Dartifact={coordinates}",
                    f"-DoutputDirectory={work}", "-Dmdep.overWriteReleases=true"]
         fetch_count += 1
         result = subprocess.run(command, cwd=work, stdin=subprocess.DEVNULL,
@@ -231,8 +190,13 @@ def flink_job_server_jar(flink_version: Optional[str] = None) -> Path:
                 f"fetching {coordinates} failed (exit {result.returncode}) running "
                 f"{' '.join(command)}\nCan Maven reach Maven Central? Last output:\n{tail}")
         (work / _FETCH_MARKER).write_text(f"{coordinates}\n", encoding="utf-8")
-        _say("fetched %s (%.0f MB) in %.1f s", target.name, target.stat().st_size / 1e6,
+        say("fetched %s (%.0f MB) in %.1f s", target.name, target.stat().st_size / 1e6,
              time.monotonic() - began)
+
+    fetch_once(work, lambda: jar_present(version), fetch, lambda: FlinkJobServerUnavailable(
+        f"Maven ('mvn') is not on PATH; it is needed once to fetch {coordinates} "
+        f"from Maven Central (Debian/Ubuntu: apt-get install maven), or set ${JAR_ENV} "
+        "to a job server jar you have"))
     return target
 
 
