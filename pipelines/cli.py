@@ -60,20 +60,27 @@ def exit_code_of(connection: Neo4jConnection, action: Callable[[], int],
     except (UsageError, *bad_input) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except neo4j.exceptions.AuthError:
-        print(f"error: Neo4j at {connection.uri} refused the credentials of user "
-              f"{connection.user!r}; check NEO4J_USER and NEO4J_PASSWORD", file=sys.stderr)
-        return 1
+    except neo4j.exceptions.AuthError as error:
+        _fail(f"Neo4j at {connection.uri} refused the credentials of user "
+              f"{connection.user!r}; check NEO4J_USER and NEO4J_PASSWORD", error)
     except (neo4j.exceptions.ServiceUnavailable, OSError) as error:
-        print(f"error: cannot reach Neo4j at {connection.uri}: {error}", file=sys.stderr)
-        return 1
+        _fail(f"cannot reach Neo4j at {connection.uri}: {error}", error)
     except (neo4j.exceptions.Neo4jError, neo4j.exceptions.DriverError) as error:
-        print(f"error: Neo4j at {connection.uri} failed: {error}", file=sys.stderr)
-        return 1
+        _fail(f"Neo4j at {connection.uri} failed: {error}", error)
     except Exception as error:  # noqa: BLE001 - a scheduler needs a message and exit 1
         _LOG.exception("failed")
-        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
-        return 1
+        _fail(f"{type(error).__name__}: {error}", error)
+    return 1
+
+
+#: An attribute a command may set on an error it re-raises: what the user can do next
+#: (the scale-up names the operation to resume). It ends the one-line message.
+NEXT_STEP = "next_step"
+
+
+def _fail(message: str, error: BaseException) -> None:
+    next_step = getattr(error, NEXT_STEP, None)
+    print(f"error: {message}" + (f"; {next_step}" if next_step else ""), file=sys.stderr)
 
 
 def run_command(args: argparse.Namespace,

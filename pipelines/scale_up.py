@@ -10,6 +10,7 @@ logs go to stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -29,6 +30,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import operations, rollback
 from pipelines.cli import (
+    NEXT_STEP,
     UsageError,
     add_connection_arguments,
     configure_logging,
@@ -277,13 +279,18 @@ def run(config: ScaleUpConfig, connection: Neo4jConnection, beam_args: Sequence[
             result = _run_pipeline(options, connection, plan, settings, batch_size, config)
         except BaseException as error:
             _record_failure(driver, connection.database, config.operation_id, error)
+            next_step = (f"operation {config.operation_id} is incomplete: run the same command "
+                         f"with --operation-id {config.operation_id} to complete it, or "
+                         f"python -m pipelines.rollback --operation-id {config.operation_id} "
+                         "to undo it")
             if config.rollback_on_failure:
                 try:
                     _roll_back(driver, connection.database, config.operation_id)
+                    next_step = f"operation {config.operation_id} was rolled back"
                 except Exception as rollback_error:  # noqa: BLE001 - keep the run's own error
-                    _LOG.error("could not roll back %s (%s); run python -m pipelines.rollback "
-                               "--operation-id %s", config.operation_id, rollback_error,
-                               config.operation_id)
+                    _LOG.error("could not roll back %s: %s", config.operation_id, rollback_error)
+            with contextlib.suppress(AttributeError):  # some built-in errors take no attributes
+                setattr(error, NEXT_STEP, next_step)
             raise
         pipeline_seconds = time.monotonic() - pipeline_started
         report = _report(config, plan, runner_name(options), metric_totals(result),

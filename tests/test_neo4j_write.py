@@ -22,16 +22,37 @@ NODE = node_kind("Resource")
 REL = relationship_kind("USES", "Resource", "Resource")
 
 
+class FakeResult:
+    def __init__(self, written=None, records=()):
+        self._written = written
+        self._records = list(records)
+
+    def single(self, strict=False):
+        return {"written": self._written}
+
+    def data(self):
+        return self._records
+
+
 class FakeTransaction:
     def __init__(self, driver):
         self._driver = driver
 
     def run(self, statement, rows):
-        self._driver.on_run(statement, rows)
-        return self
+        return FakeResult(written=self._driver.on_run(statement, rows))
 
-    def consume(self):
-        return None
+
+class FakeReadTransaction:
+    """Answers the sink's missing-ends query from the driver's ``missing_ends``."""
+
+    def __init__(self, driver):
+        self._driver = driver
+
+    def run(self, statement, rows):
+        assert "OPTIONAL MATCH" in statement
+        return FakeResult(records=[{"i": i, "no_start": False, "no_end": True}
+                                   for i, row in enumerate(rows)
+                                   if row["id"] in self._driver.missing_ends])
 
 
 class FakeSession:
@@ -47,13 +68,18 @@ class FakeSession:
     def execute_write(self, fn):
         return self._driver.execute_write(fn)
 
+    def execute_read(self, fn):
+        return fn(FakeReadTransaction(self._driver))
+
 
 class FakeDriver:
     """Records batches; ``fail_rows`` are refused as bad data, ``incomplete_commits``
     makes that many commits end with an unknown outcome, ``transient`` retries."""
 
-    def __init__(self, fail_rows=(), incomplete_commits=0, transient=0, delay=0.0):
+    def __init__(self, fail_rows=(), incomplete_commits=0, transient=0, delay=0.0,
+                 missing_ends=()):
         self.fail_rows = set(fail_rows)
+        self.missing_ends = set(missing_ends)
         self.incomplete_commits = incomplete_commits
         self.transient = transient
         self.delay = delay
@@ -62,7 +88,7 @@ class FakeDriver:
         self.in_flight = 0
         self.max_in_flight = 0
 
-    def session(self, database):
+    def session(self, database, default_access_mode=None):
         return FakeSession(self)
 
     def execute_write(self, fn):
@@ -92,6 +118,7 @@ class FakeDriver:
                     self.written.extend(rows)  # the commit may have happened: unknown outcome
                     raise neo4j.exceptions.IncompleteCommit("connection lost during commit")
                 self.written.extend(rows)
+                return len([row for row in rows if row["id"] not in self.missing_ends])
         finally:
             with self.lock:
                 self.in_flight -= 1
@@ -111,6 +138,15 @@ def test_bad_rows_are_isolated_and_dead_lettered_the_rest_is_written():
     assert sorted(row["id"] for row in driver.written) == sorted(f"n{i}" for i in range(10) if i not in (3, 7))
     assert [(kind, row["id"]) for kind, row, _ in outcome.dead_letters] == [(NODE, "n3"), (NODE, "n7")]
     assert "Neo.ClientError.Statement.TypeError" in outcome.dead_letters[0][2]
+
+
+def test_relationship_rows_without_an_end_are_not_counted_but_dead_lettered():
+    driver = FakeDriver(missing_ends={"r2", "r5"})
+    rows_ = [{"id": f"r{i}", "start": "a", "end": f"b{i}", "props": {}} for i in range(8)]
+    outcome = _BatchWriter(driver, "neo4j").write(REL, rows_)
+    assert outcome.rows_written == 6
+    assert [(row["id"], reason) for _, row, reason in outcome.dead_letters] == [
+        ("r2", "no node matches its end"), ("r5", "no node matches its end")]
 
 
 def test_unknown_commit_outcome_is_sent_again_and_counted_as_retry():

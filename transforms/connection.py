@@ -16,6 +16,9 @@ import neo4j
 DEFAULT_URI = "bolt://127.0.0.1:7687"
 DEFAULT_USER = "neo4j"
 DEFAULT_DATABASE = "neo4j"
+#: Seconds to open a TCP connection, and to get a ready (handshaken) connection.
+CONNECT_TIMEOUT_S = 10.0
+ACQUIRE_TIMEOUT_S = 15.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,4 +71,8 @@ class Neo4jConnection:
             "notifications_disabled_classifications",
             [neo4j.NotificationDisabledClassification.DEPRECATION],
         )
+        # A server that accepts TCP but never answers Bolt would otherwise hold a command
+        # for the driver's default 60 s before it says anything.
+        driver_options.setdefault("connection_timeout", CONNECT_TIMEOUT_S)
+        driver_options.setdefault("connection_acquisition_timeout", ACQUIRE_TIMEOUT_S)
         return neo4j.GraphDatabase.driver(self.uri, auth=auth, **driver_options)

@@ -73,11 +73,11 @@ def is_node_kind(kind: WriteKind) -> bool:
     return kind[0] == "node"
 
 
-def _match_endpoint(variable: str, parameter: str, match: str) -> str:
+def _match_endpoint(variable: str, parameter: str, match: str, clause: str = "MATCH") -> str:
     if match == ELEMENT_ID:
-        return f"MATCH ({variable}) WHERE elementId({variable}) = row.{parameter}"
+        return f"{clause} ({variable}) WHERE elementId({variable}) = row.{parameter}"
     label = checked_identifier(match, "label")
-    return f"MATCH ({variable}:`{label}` {{id: row.{parameter}}})"
+    return f"{clause} ({variable}:`{label}` {{id: row.{parameter}}})"
 
 
 @functools.lru_cache(maxsize=None)
@@ -87,7 +87,9 @@ def write_statement(kind: WriteKind) -> str:
     A node row is the node's whole property map (with its ``id``); relationship rows are
     ``{"start": str, "end": str, "props": map}`` where start/end are an ``id`` or an
     ``elementId`` depending on the kind. ``MERGE`` makes every batch idempotent: a
-    retried or re-sent batch converges to the same graph.
+    retried or re-sent batch converges to the same graph. Returns ``written``: the rows
+    that found what they need (a relationship row whose end does not exist matches
+    nothing and writes nothing; ``missing_ends_statement`` finds such rows).
     """
     if is_node_kind(kind):
         _, merge_label, extra_labels = kind
@@ -96,7 +98,7 @@ def write_statement(kind: WriteKind) -> str:
         if extra_labels:
             labels = "".join(f":`{checked_identifier(extra, 'label')}`" for extra in extra_labels)
             statement += f", n{labels}"
-        return statement
+        return statement + " RETURN count(*) AS written"
     _, rel_type, start_match, end_match, merge_property = kind
     rel = checked_identifier(rel_type, "relationship type")
     if merge_property is None:
@@ -108,5 +110,19 @@ def write_statement(kind: WriteKind) -> str:
         "UNWIND $rows AS row "
         f"{_match_endpoint('a', 'start', start_match)} "
         f"{_match_endpoint('b', 'end', end_match)} "
-        f"MERGE (a)-{merge_pattern}->(b) SET r = row.props"
+        f"MERGE (a)-{merge_pattern}->(b) SET r = row.props RETURN count(*) AS written"
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def missing_ends_statement(kind: RelationshipKind) -> str:
+    """For relationship rows ``$rows`` of ``kind``: the positions of the rows whose start
+    or end node does not exist, with which one is missing (read only)."""
+    _, _, start_match, end_match, _ = kind
+    return (
+        "UNWIND range(0, size($rows) - 1) AS i WITH i, $rows[i] AS row "
+        f"{_match_endpoint('a', 'start', start_match, 'OPTIONAL MATCH')} "
+        f"{_match_endpoint('b', 'end', end_match, 'OPTIONAL MATCH')} "
+        "WITH i, a, b WHERE a IS NULL OR b IS NULL "
+        "RETURN i, a IS NULL AS no_start, b IS NULL AS no_end"
     )

@@ -21,7 +21,8 @@ Why it is shaped like this:
   synthetic nodes and run in parallel. Node batches take no such locks.
 * **Nothing lost.** A batch that Neo4j rejects for its data is split in halves until the
   offending rows are isolated; those go to the ``dead_letter`` output (counted), the
-  rest is written. Infrastructure errors (server gone, auth) are counted and re-raised
+  rest is written. A relationship row whose end node does not exist writes nothing:
+  the statement counts what it wrote, and rows short of it are dead-lettered by name. Infrastructure errors (server gone, auth) are counted and re-raised
   so that the run fails visibly and can be resumed.
 * **Metrics on the right thread.** Beam's metric context is thread-local, so the pool
   threads only measure; counters and distributions are updated by the DoFn's thread.
@@ -44,7 +45,13 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
 from transforms.connection import Neo4jConnection
-from transforms.cypher import UnsafeIdentifierError, WriteKind, is_node_kind, write_statement
+from transforms.cypher import (
+    UnsafeIdentifierError,
+    WriteKind,
+    is_node_kind,
+    missing_ends_statement,
+    write_statement,
+)
 from transforms.progress import WRITE_PROGRESS
 
 _LOG = logging.getLogger(__name__)
@@ -168,8 +175,7 @@ class _BatchWriter:
         self, statement: str, kind: WriteKind, rows: List[Dict[str, Any]], outcome: _Outcome
     ) -> None:
         try:
-            self._send(statement, rows, outcome)
-            outcome.rows_written += len(rows)
+            written = self._send(statement, rows, outcome)
         except neo4j.exceptions.ClientError as error:
             if not _is_data_error(error):
                 raise
@@ -179,22 +185,40 @@ class _BatchWriter:
             middle = len(rows) // 2
             self._write_or_split(statement, kind, rows[:middle], outcome)
             self._write_or_split(statement, kind, rows[middle:], outcome)
+            return
+        outcome.rows_written += min(written, len(rows))
+        if written < len(rows) and not is_node_kind(kind):
+            outcome.dead_letters.extend(self._rows_without_ends(kind, rows))
 
-    def _send(self, statement: str, rows: List[Dict[str, Any]], outcome: _Outcome) -> None:
-        """One transaction; the driver retries transient errors, we re-send unknown commits."""
+    def _rows_without_ends(self, kind: WriteKind, rows: List[Dict[str, Any]]) -> List[Tuple]:
+        """The rows of a written batch that wrote nothing because an end node is missing
+        (its template was refused, say, or a shared node was deleted meanwhile)."""
+        with self._driver.session(database=self._database,
+                                  default_access_mode=neo4j.READ_ACCESS) as session:
+            missing = session.execute_read(
+                lambda tx: tx.run(missing_ends_statement(kind), rows=rows).data())
+        return [(kind, rows[record["i"]],
+                 "no node matches its " + " and ".join(
+                     end for end, gone in (("start", record["no_start"]), ("end", record["no_end"]))
+                     if gone))
+                for record in missing]
+
+    def _send(self, statement: str, rows: List[Dict[str, Any]], outcome: _Outcome) -> int:
+        """One transaction; the driver retries transient errors, we re-send unknown commits.
+        Returns the statement's ``written`` count."""
         calls = 0
 
-        def run_batch(tx: neo4j.ManagedTransaction) -> None:
+        def run_batch(tx: neo4j.ManagedTransaction) -> int:
             nonlocal calls
             calls += 1
-            tx.run(statement, rows=rows).consume()
+            return tx.run(statement, rows=rows).single(strict=True)["written"]
 
         for attempt in range(1, MAX_SEND_ATTEMPTS + 1):
             try:
                 with self._driver.session(database=self._database) as session:
-                    session.execute_write(run_batch)
+                    written = session.execute_write(run_batch)
                 outcome.retries += calls - 1
-                return
+                return written
             except neo4j.exceptions.IncompleteCommit as error:
                 outcome.retries += calls
                 calls = 0
