@@ -79,8 +79,10 @@ NEXT_STEP = "next_step"
 
 
 def _fail(message: str, error: BaseException) -> None:
+    """One line, so that the last ``error:`` line says it all (driver errors span lines)."""
     next_step = getattr(error, NEXT_STEP, None)
-    print(f"error: {message}" + (f"; {next_step}" if next_step else ""), file=sys.stderr)
+    text = " ".join(message.split()) + (f"; {next_step}" if next_step else "")
+    print(f"error: {text}", file=sys.stderr)
 
 
 def run_command(args: argparse.Namespace,

@@ -290,7 +290,13 @@ def echo_server():
 def _echoes(port: int, payload: bytes = b"ping") -> bool:
     with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
         sock.sendall(payload)
-        return sock.recv(len(payload)) == payload
+        received = b""
+        while len(received) < len(payload):  # TCP may hand the echo back in pieces
+            chunk = sock.recv(len(payload) - len(received))
+            if not chunk:
+                break
+            received += chunk
+        return received == payload
 
 
 def test_proxy_forwards_cuts_refuses_stalls_and_restores(echo_server):
@@ -630,14 +636,12 @@ def test_hostile_label_and_relationship_type_are_rejected_by_name_and_never_run(
     assert odd_run["code"] == 1
     report = odd_run["report"]
     assert report["status"] == "failed" and report["errors"]
-    # The template with the label, the relationship with the type, and the copies of the
-    # template's relationships, which have no copy of it to end at (named as such).
-    copies_of_evil_relationships = report["expected"]["relationships"] - sum(
-        report["in_database"]["relationships"].values())
-    assert copies_of_evil_relationships > 0
-    assert report["dead_letters"] == 2 + copies_of_evil_relationships
+    # The template with the label, the relationship with the type, and each copy of the
+    # template's relationships, which has no copy of it to end at (named as such).
     stderr = odd_run["stderr"]
-    assert "no node matches its" in stderr
+    rows_without_an_end = stderr.count("no node matches its")
+    assert rows_without_an_end > 0
+    assert report["dead_letters"] == 2 + rows_without_an_end
     assert f"unsafe label {HOSTILE_LABEL!r}" in stderr
     assert f"unsafe relationship type {HOSTILE_TYPE!r}" in stderr
     assert operation_record(neo4j_driver, "odd-op")["status"] == "failed"

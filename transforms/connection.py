@@ -17,8 +17,8 @@ DEFAULT_URI = "bolt://127.0.0.1:7687"
 DEFAULT_USER = "neo4j"
 DEFAULT_DATABASE = "neo4j"
 #: Seconds to open a TCP connection, and to get a ready (handshaken) connection.
-CONNECT_TIMEOUT_S = 10.0
-ACQUIRE_TIMEOUT_S = 15.0
+CONNECT_TIMEOUT_S = 5.0
+ACQUIRE_TIMEOUT_S = 8.0
 
 
 @dataclasses.dataclass(frozen=True)
