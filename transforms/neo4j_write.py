@@ -253,7 +253,6 @@ class _WriteBatchesFn(beam.DoFn):
         self._max_concurrent_writes = max_concurrent_writes
         self._max_rows_per_transaction = max_rows_per_transaction
         self._rows_of_group = rows_of_group
-        self._rows_of_group = rows_of_group
 
     def setup(self) -> None:
         self._driver = self._connection.open_driver(
