@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any, Callable, Sequence, Tuple, Type
+from typing import Any, Callable, Optional, Sequence, Tuple, Type, TypeVar
 
 import neo4j
 import neo4j.exceptions
@@ -18,6 +18,7 @@ import neo4j.exceptions
 from transforms.connection import Neo4jConnection
 
 _LOG = logging.getLogger("cli")
+T = TypeVar("T")
 
 
 class UsageError(ValueError):
@@ -85,14 +86,25 @@ def _fail(message: str, error: BaseException) -> None:
     print(f"error: {text}", file=sys.stderr)
 
 
+def parsed(parse: Callable[[], T], bad_input: Tuple[Type[BaseException], ...] = (UsageError,)
+           ) -> Optional[T]:
+    """``parse()`` (the flags, and the connection with its password file); on bad input
+    print why and return None: the command then exits with 2."""
+    try:
+        return parse()
+    except bad_input as error:
+        print(f"error: {error}", file=sys.stderr)
+    except OSError as error:  # an unreadable NEO4J_PASSWORD_FILE
+        print(f"error: cannot read the password file: {error}", file=sys.stderr)
+    return None
+
+
 def run_command(args: argparse.Namespace,
                 command: Callable[[neo4j.Driver, str], int]) -> int:
     """Run ``command(driver, database)`` on the connection of the flags; return its exit
     code, under ``exit_code_of``'s rules (an unreadable password file is bad input)."""
-    try:
-        connection = connection_from(args)
-    except OSError as error:  # an unreadable NEO4J_PASSWORD_FILE
-        print(f"error: cannot read the password file: {error}", file=sys.stderr)
+    connection = parsed(lambda: connection_from(args))
+    if connection is None:
         return 2
 
     def with_driver() -> int:

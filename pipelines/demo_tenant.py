@@ -29,7 +29,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 
-from pipelines.cli import add_connection_arguments, configure_logging, connection_from, exit_code_of
+from pipelines.cli import (
+    add_connection_arguments,
+    configure_logging,
+    connection_from,
+    exit_code_of,
+    parsed,
+)
 from pipelines.runner import log_dead_letter, metric_totals, pipeline_options, runner_name
 from transforms.batch_size import adaptive_batch_size
 from transforms.connection import Neo4jConnection
@@ -199,14 +205,10 @@ def parse_arguments(
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     configure_logging()
-    try:
-        spec, settings, connection, beam_args = parse_arguments(argv)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
+    arguments = parsed(lambda: parse_arguments(argv), bad_input=(ValueError,))
+    if arguments is None:
         return 2
-    except OSError as error:  # an unreadable NEO4J_PASSWORD_FILE
-        print(f"error: cannot read the password file: {error}", file=sys.stderr)
-        return 2
+    spec, settings, connection, beam_args = arguments
 
     def load_and_print() -> int:
         summary = load_demo_tenant(connection, spec, beam_args=beam_args, **settings)

@@ -36,6 +36,7 @@ from pipelines.cli import (
     configure_logging,
     connection_from,
     exit_code_of,
+    parsed,
 )
 from pipelines.runner import log_dead_letter, metric_totals, pipeline_options, runner_name
 from transforms.batch_size import adaptive_batch_size
@@ -476,15 +477,10 @@ def execute(config: ScaleUpConfig, connection: Neo4jConnection, beam_args: Seque
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     configure_logging()
-    try:
-        config, connection, beam_args = parse_arguments(argv)
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
+    arguments = parsed(lambda: parse_arguments(argv))
+    if arguments is None:
         return 2
-    except OSError as error:  # an unreadable NEO4J_PASSWORD_FILE
-        print(f"error: cannot read the password file: {error}", file=sys.stderr)
-        return 2
-    return execute(config, connection, beam_args)
+    return execute(*arguments)
 
 
 if __name__ == "__main__":
