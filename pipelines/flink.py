@@ -16,7 +16,7 @@ localhost. Nothing needs Docker.
 Contract:
 
 * ``flink_job_server_jar()`` returns the job server jar, fetched once with Maven
-  (``dependency:copy``) into ``pipelines.local_neo4j.cache_root()`` beside the Neo4j
+  (``dependency:copy``) into ``pipelines.infra.maven.cache_root()`` beside the Neo4j
   jars, in ``beam-flink-<flink>-job-server-<beam>/``; a marker written after a complete
   fetch makes later calls download nothing, and a file lock keeps two processes from
   fetching at once. ``$TENANT_SCALER_FLINK_JOB_SERVER_JAR`` names a jar to use instead
@@ -83,7 +83,8 @@ import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from pipelines.local_neo4j import DEPENDENCY_PLUGIN, LOG_TAIL_LINES, cache_root, fetch_once, say
+from pipelines.infra.maven import DEPENDENCY_PLUGIN, cache_root, fetch_once
+from pipelines.infra.processes import LOG_TAIL_LINES, say
 
 #: Beam 2.77's Flink versions (``FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS``).
 SUPPORTED_FLINK_VERSIONS = ("1.19", "1.20", "2.0", "2.1", "2.2")
@@ -196,7 +197,7 @@ def flink_job_server_jar(flink_version: Optional[str] = None) -> Path:
     fetch_once(work, lambda: jar_present(version), fetch, lambda: FlinkJobServerUnavailable(
         f"Maven ('mvn') is not on PATH; it is needed once to fetch {coordinates} "
         f"from Maven Central (Debian/Ubuntu: apt-get install maven), or set ${JAR_ENV} "
-        "to a job server jar you have"))
+        "to a job server jar you have"), FlinkJobServerUnavailable)
     return target
 
 

@@ -22,7 +22,7 @@ from typing import Iterator, Optional, Sequence
 
 from pipelines import scale_up
 from pipelines.demo_tenant import load_demo_tenant
-from pipelines.local_neo4j import DEFAULT_HOME, LocalNeo4j
+from pipelines.infra.neo4j_server import DEFAULT_HOME, LocalNeo4j
 from transforms.connection import Neo4jConnection
 from transforms.demo_tenant import DemoTenantSpec
 

@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 import neo4j
 import pytest
 
-from pipelines.local_neo4j import LocalNeo4j
+from pipelines.infra.neo4j_server import LocalNeo4j
 from transforms.connection import Neo4jConnection
 
 _NEO4J_FIXTURES = {"neo4j_connection", "neo4j_driver", "clear_neo4j", "neo4j_graph"}

@@ -24,8 +24,9 @@ import neo4j.exceptions
 import psutil
 import pytest
 
-from pipelines import local_neo4j
-from pipelines.local_neo4j import LocalNeo4j, LocalNeo4jError
+from pipelines.infra import neo4j_server
+from pipelines.infra.neo4j_server import LocalNeo4j, LocalNeo4jError
+from pipelines.infra.processes import port_is_free, tail
 from transforms.connection import Neo4jConnection
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,8 +99,8 @@ def test_clear_removes_data_constraints_and_indexes(neo4j_graph: Neo4jConnection
 @own_server
 def test_cli_start_serves_then_sigterm_leaves_nothing_behind(tmp_path: Path) -> None:
     """Cold start from cached jars via the CLI; SIGTERM stops java; port and processes freed."""
-    local_neo4j.ensure_jars()  # the session server normally did this; not part of the timing
-    marker_mtime = local_neo4j.fetch_marker().stat().st_mtime_ns
+    neo4j_server.ensure_jars()  # the session server normally did this; not part of the timing
+    marker_mtime = neo4j_server.fetch_marker().stat().st_mtime_ns
     home = tmp_path / "own-home"
     out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     env = dict(os.environ, NEO4J_HEAP="1g", NEO4J_PAGECACHE="256m", PYTHONPATH=str(REPO))
@@ -126,7 +127,7 @@ def test_cli_start_serves_then_sigterm_leaves_nothing_behind(tmp_path: Path) -> 
         assert len(javas) == 1
         java = javas[0]
         assert os.getpgid(java.pid) == java.pid  # own process group: Ctrl-C in a terminal does not hit it
-        assert not local_neo4j.port_is_free(port)
+        assert not port_is_free(port)
 
         cli.send_signal(signal.SIGTERM)
         assert cli.wait(timeout=60) == 128 + signal.SIGTERM
@@ -136,11 +137,11 @@ def test_cli_start_serves_then_sigterm_leaves_nothing_behind(tmp_path: Path) -> 
             cli.wait()
         # shown by pytest only if the test fails
         print(f"--- CLI stderr ---\n{err.read_text()}--- CLI stdout ---\n{out.read_text()}")
-        print(f"--- neo4j.log ---\n{local_neo4j._tail(home / 'logs' / 'neo4j.log')}")
+        print(f"--- neo4j.log ---\n{tail(home / 'logs' / 'neo4j.log')}")
     assert not java.is_running() or java.status() == psutil.STATUS_ZOMBIE
     assert _our_processes(str(home)) == []
-    assert local_neo4j.port_is_free(port)
-    assert local_neo4j.fetch_marker().stat().st_mtime_ns == marker_mtime, "the jars were fetched again"
+    assert port_is_free(port)
+    assert neo4j_server.fetch_marker().stat().st_mtime_ns == marker_mtime, "the jars were fetched again"
     assert "fetching" not in err.read_text()
     print(f"\ncold start of a second server (cached jars, via CLI): {ready_s:.1f} s "
           f"[{re.search(r'Neo4j ready in [0-9.]+ s', err.read_text()).group(0)}]")
@@ -188,7 +189,7 @@ def test_missing_maven_is_a_clear_error_when_jars_are_needed(tmp_path: Path,
     monkeypatch.setenv("TENANT_SCALER_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setenv("PATH", str(tmp_path))  # neither mvn nor java
     with pytest.raises(LocalNeo4jError, match=r"Maven \('mvn'\) is not on PATH"):
-        local_neo4j.ensure_jars()
+        neo4j_server.ensure_jars()
 
 
 def test_generated_password_is_stored_privately_and_reused(tmp_path: Path,

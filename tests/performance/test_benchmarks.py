@@ -75,7 +75,7 @@ import pytest
 
 from pipelines import operations, scale_up
 from pipelines.demo_tenant import load_demo_tenant
-from pipelines.local_neo4j import LocalNeo4j
+from pipelines.infra.neo4j_server import LocalNeo4j
 from transforms.connection import Neo4jConnection
 from transforms.cypher import WriteKind, is_node_kind, write_statement
 from transforms.demo_tenant import DemoTenantSpec
