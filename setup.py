@@ -9,9 +9,10 @@ setup(
     python_requires=">=3.10",  # neo4j 6.x driver needs 3.10+
     packages=find_packages(include=["pipelines", "pipelines.*", "transforms", "transforms.*"]),
     install_requires=[
-        # Pinned: the runner behaviour we rely on (FnApiRunner vs. the legacy
-        # DirectRunner, metrics, costs per element) was measured on 2.77 (docs/FACTS.md).
-        "apache-beam==2.77.0",
+        # Pinned to the version of the Flink job server that Maven Central serves
+        # (beam-runners-flink-1.19:2.62.0): the SDK and the job server speak one version
+        # of the portable protocol (README, "Running at scale").
+        "apache-beam==2.62.0",
         # Pinned together: neo4j-rust-ext is a drop-in encoder for exactly this driver
         # version (~25x cheaper row encoding); a mismatch breaks or silently disables it.
         "neo4j==6.4.1",

@@ -12,22 +12,28 @@ from transforms.neo4j_write import METRICS_NAMESPACE
 
 _LOG = logging.getLogger("dead_letters")
 
-#: FACTS.md: the DirectRunner sends GroupIntoBatches pipelines to its legacy runner,
-#: which drops user metrics of all but the first bundle and needs 16x the memory;
-#: FnApiRunner runs them correctly, in-process, with no download.
+#: The DirectRunner sends GroupIntoBatches pipelines to its legacy runner, which drops
+#: user metrics of all but the first bundle and needs 16x the memory; FnApiRunner runs
+#: them correctly, in-process, with no download (README, "How it runs").
 DEFAULT_RUNNER = "FnApiRunner"
+#: Beam 2.62 knows FnApiRunner only by its module path; ``--runner FnApiRunner`` is
+#: accepted as the short name it has in later Beam versions.
+LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
+_RUNNER_PATHS = {DEFAULT_RUNNER: LOCAL_RUNNER}
 
 
 def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
     """Beam's options from its flags, on ``DEFAULT_RUNNER`` unless ``--runner`` says otherwise."""
     options = PipelineOptions(list(beam_args))
-    if not options.view_as(StandardOptions).runner:
-        options.view_as(StandardOptions).runner = DEFAULT_RUNNER
+    standard = options.view_as(StandardOptions)
+    runner = standard.runner or DEFAULT_RUNNER
+    standard.runner = _RUNNER_PATHS.get(runner, runner)
     return options
 
 
 def runner_name(options: PipelineOptions) -> str:
-    return options.view_as(StandardOptions).runner
+    """The runner's short name (``FnApiRunner``, ``FlinkRunner``), for reports."""
+    return options.view_as(StandardOptions).runner.rsplit(".", 1)[-1]
 
 
 def metric_totals(result: beam.runners.runner.PipelineResult) -> Dict[str, Any]:

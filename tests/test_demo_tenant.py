@@ -13,6 +13,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from pipelines.runner import LOCAL_RUNNER
 from pipelines import demo_tenant as loader
 from transforms.cypher import is_safe_identifier, node_kind, write_statement
 from transforms.demo_tenant import (
@@ -142,7 +143,7 @@ def test_transform_emits_what_the_generator_makes():
     expected = collections.defaultdict(list)
     for tag, keyed_row in generate_rows(spec, shards=3):
         expected[tag].append(_canonical(keyed_row))
-    with test_pipeline.TestPipeline(runner="FnApiRunner", argv=[]) as pipeline:
+    with test_pipeline.TestPipeline(runner=LOCAL_RUNNER, argv=[]) as pipeline:
         head = pipeline | "Head" >> GenerateDemoTenant(spec, shards=3, chunk_size=17, end=100)
         tail = pipeline | "Tail" >> GenerateDemoTenant(spec, shards=3, chunk_size=17, start=100)
         for tag in (NODES, RELATIONSHIPS):

@@ -10,6 +10,7 @@ import pytest
 from apache_beam.metrics import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 
+from pipelines.runner import LOCAL_RUNNER
 from transforms.cypher import node_kind, relationship_kind
 from transforms.neo4j_write import (
     MAX_SEND_ATTEMPTS,
@@ -203,7 +204,7 @@ class FakeConnection:
 def test_sink_keeps_at_most_the_limit_in_flight_and_really_overlaps(limit):
     driver = _SHARED_DRIVERS[f"limit{limit}"] = FakeDriver(delay=0.05)
     batches = [((NODE, i % 4), [rows(4, prefix=f"b{i}-"), rows(6, prefix=f"c{i}-")]) for i in range(12)]
-    pipeline = BeamTestPipeline(runner="FnApiRunner")
+    pipeline = BeamTestPipeline(runner=LOCAL_RUNNER)
     _ = pipeline | beam.Create(batches) | WriteToNeo4j(FakeConnection(f"limit{limit}"), limit)
     result = pipeline.run()
     result.wait_until_finish()
@@ -220,7 +221,7 @@ def test_sink_keeps_at_most_the_limit_in_flight_and_really_overlaps(limit):
 def test_relationship_batches_of_one_shard_never_overlap():
     driver = _SHARED_DRIVERS["shards"] = FakeDriver(delay=0.05)
     batches = [((REL, 0), [[{"id": f"r{i}", "start": "a", "end": "b", "props": {}}]]) for i in range(6)]
-    pipeline = BeamTestPipeline(runner="FnApiRunner")
+    pipeline = BeamTestPipeline(runner=LOCAL_RUNNER)
     _ = pipeline | beam.Create(batches) | WriteToNeo4j(FakeConnection("shards"), 5)
     pipeline.run().wait_until_finish()
     assert len(driver.written) == 6 and driver.max_in_flight == 1

@@ -19,6 +19,7 @@ import pytest
 from apache_beam.internal import pickler
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipelines.runner import LOCAL_RUNNER
 from pipelines.scale_up import build_pipeline
 from transforms.connection import Neo4jConnection
 from transforms.replicate import ReplicationSettings
@@ -48,7 +49,7 @@ def scale_up_pipeline() -> beam.Pipeline:
         chunks=(("/subscriptions/a", 20), ("/subscriptions/m", 20)),
     )
     settings = ReplicationSettings("op-packaging", "2026-01-01T00:00:00Z", plan.copy_rule, shards=3)
-    pipeline = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
+    pipeline = beam.Pipeline(options=PipelineOptions([f"--runner={LOCAL_RUNNER}"]))
     build_pipeline(pipeline, CONNECTION, plan, settings, batch_size=50, max_concurrent_writes=4)
     return pipeline
 
@@ -107,8 +108,12 @@ def test_the_graph_has_our_do_fns(pipeline):
 def test_every_do_fn_round_trips_through_beams_pickler(pipeline):
     for label, fn in do_fns(pipeline).items():
         restored = pickler.loads(pickler.dumps(fn))
-        assert type(restored) is type(fn), label
+        # Beam's own DoFns may be classes local to a function, which its pickler
+        # restores as a class of the same name: compare names for those.
+        assert type(restored).__qualname__.rsplit(".", 1)[-1] == type(fn).__qualname__.rsplit(
+            ".", 1)[-1], label
         if ours(fn):
+            assert type(restored) is type(fn), label
             assert vars(restored).keys() == vars(fn).keys(), label
 
 

@@ -5,6 +5,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from pipelines.runner import LOCAL_RUNNER
 from transforms.cypher import ELEMENT_ID, node_kind, relationship_kind
 from transforms.replicate import (
     RELATIONSHIP_KEY,
@@ -185,7 +186,7 @@ def test_settings_are_validated(bad):
 
 def test_transforms_in_a_pipeline_emit_every_copy_keyed_for_batching():
     replication = settings(base_copies=3)
-    with BeamTestPipeline(runner="FnApiRunner") as p:
+    with BeamTestPipeline(runner=LOCAL_RUNNER) as p:
         nodes = (p | "Templates" >> beam.Create([template("a"), template("b")])
                  | ReplicateNodes(replication))
         rels = (p | "Relationships" >> beam.Create([relationship("a", "b")])
