@@ -1,4 +1,5 @@
-"""What every command of this project shares: connection flags, exit codes, tables.
+"""What every command of this project shares: connection flags, logging, exit codes,
+tables and progress lines.
 
 Exit codes: 0 ok, 1 failure (Neo4j unreachable, refused credentials, a database
 error, anything unexpected), 2 bad input (a message says what is wrong and how to fix
@@ -10,7 +11,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any, Callable, Optional, Sequence, Tuple, Type, TypeVar
+import threading
+import time
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Type, TypeVar
 
 import neo4j
 import neo4j.exceptions
@@ -139,3 +142,47 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         lines.append("  ".join(text.rjust(width) if right else text.ljust(width)
                                for text, width, right in zip(row, widths, numeric)).rstrip())
     return "\n".join(lines)
+
+
+#: One measure of a progress line: (what, done, total), e.g. ("nodes written", 7, 35).
+Measure = Tuple[str, int, int]
+
+
+class ProgressReporter(threading.Thread):
+    """Logs ``label: 7 of 35 nodes written, ... (20%), 120 /s, ETA 1 s`` every
+    ``interval`` seconds until ``stop()``; the rate and ETA are over all measures.
+
+    ``measure()`` is called on this thread; if it raises (the database it counts in went
+    away, say), one warning ends the lines and the work it watches goes on.
+    """
+
+    def __init__(self, label: str, measure: Callable[[], List[Measure]], interval: float) -> None:
+        super().__init__(name=f"progress {label}", daemon=True)
+        self._label = label
+        self._measure = measure
+        self._interval = interval
+        self._stopped = threading.Event()
+        self._began = time.monotonic()
+
+    def run(self) -> None:
+        while not self._stopped.wait(self._interval):
+            try:
+                measures = self._measure()
+            except Exception as error:  # noqa: BLE001 - progress must never fail the work
+                _LOG.warning("%s: no more progress lines (%s)", self._label, error)
+                return
+            _LOG.info("%s", self.line(measures, time.monotonic() - self._began))
+
+    def line(self, measures: List[Measure], elapsed: float) -> str:
+        done = sum(count for _, count, _ in measures)
+        total = sum(of for _, _, of in measures)
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = f"{(total - done) / rate:.0f} s" if rate > 0 else "unknown"
+        parts = ", ".join(f"{count} of {of} {what}" for what, count, of in measures)
+        return (f"{self._label}: {parts} ({100.0 * done / max(total, 1):.0f}%), "
+                f"{rate:.0f} /s, ETA {eta}")
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self.is_alive():
+            self.join()

@@ -36,10 +36,10 @@ import pytest
 from apache_beam.metrics.metric import MetricsFilter
 
 from pipelines import flink, scale_up
-from pipelines.demo_tenant import load_demo_tenant
-from pipelines.validate import validate_operation
-from transforms.demo_tenant import DemoTenantSpec
-from transforms.neo4j_write import METRICS_NAMESPACE
+from pipelines.demo.load import load_demo_tenant
+from pipelines.operation.validate import validate_operation
+from transforms.demo import DemoTenantSpec
+from transforms.model import METRICS_NAMESPACE
 
 TENANT = "flink-tenant"
 RESOURCES = 150
@@ -93,7 +93,7 @@ def _run(name: str, beam_args: list[str], report_dir: Path) -> dict:
     """One scale-up through ``scale_up.main``; its report, wall time, raw metrics, timeline."""
     report_path = report_dir / f"{name}.json"
     raw: dict = {}
-    # scale_up reads its metrics through pipelines.runner.metric_totals (imported by name).
+    # scale_up reads its metrics through pipelines.beam_job.metric_totals (imported by name).
     hook = "metric_totals" if hasattr(scale_up, "metric_totals") else "_metric_totals"
     original = getattr(scale_up, hook)
 
@@ -108,7 +108,7 @@ def _run(name: str, beam_args: list[str], report_dir: Path) -> dict:
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(scale_up, hook, capturing_metric_totals)
             started = time.monotonic()
-            code = scale_up.main(["--tenant-id", TENANT, "--scale-factor", str(FACTOR),
+            code = scale_up.run(["--tenant-id", TENANT, "--scale-factor", str(FACTOR),
                                   "--operation-id", OPERATIONS[name], "--report", str(report_path),
                                   *beam_args])
             wall = time.monotonic() - started

@@ -9,54 +9,27 @@ removes op-a1 and op-a2.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-from typing import Callable, Dict, Sequence, Tuple
+from typing import Dict, Tuple
 
 import pytest
 
-from pipelines import operations, rollback, scale_up, stats
-from pipelines.demo_tenant import load_demo_tenant
-from pipelines.operations import UnknownOperationError, get_operation, list_operations
-from pipelines.rollback import rollback_operation
-from pipelines.stats import UnknownTenantError, resource_stats
-from pipelines.validate import validate_operation
-from transforms.demo_tenant import DemoTenantSpec
+from pipelines import scale_up
+from pipelines.operation import record as operations
+from pipelines.operation import rollback, stats
+from pipelines.demo.load import load_demo_tenant
+from pipelines.operation.record import UnknownOperationError, get_operation, list_operations
+from pipelines.operation.rollback import rollback_operation
+from pipelines.operation.stats import UnknownTenantError, resource_stats
+from pipelines.operation.validate import validate_operation
+from tests.support import fingerprint, last_json, operation_counts, run_main, scalar
+from transforms.demo import DemoTenantSpec
 
 TENANT, OTHER = "tenant-a", "tenant-b"
 RESOURCES = {TENANT: 120, OTHER: 60}
 #: The setup's operations, in the order they run: id → (tenant, scale factor).
 SETUP = {"op-a1": (TENANT, 2.0), "op-a2": (TENANT, 3.0), "op-b1": (OTHER, 2.0)}
-
-
-def scalar(driver, query, **params):
-    return driver.execute_query(query, **params).records[0][0]
-
-
-def fingerprint(driver, operation_ids: Sequence[str] = ()) -> Tuple[int, int, str]:
-    """A hash of every node and relationship none of ``operation_ids`` wrote (their
-    records excluded too): elementIds, labels, types, ends and properties."""
-    ops = list(operation_ids)
-    nodes = driver.execute_query(
-        "MATCH (n) WHERE NOT coalesce(n.scale_operation_id IN $ops, false) "
-        "AND NOT (n:ScaleOperation AND n.id IN $ops) "
-        "RETURN elementId(n) AS id, labels(n) AS labels, properties(n) AS props", ops=ops).records
-    relationships = driver.execute_query(
-        "MATCH (a)-[r]->(b) WHERE NOT coalesce(r.scale_operation_id IN $ops, false) "
-        "RETURN elementId(r) AS id, type(r) AS type, elementId(a) AS a, elementId(b) AS b, "
-        "properties(r) AS props", ops=ops).records
-    text = json.dumps(sorted(json.dumps(r.data(), sort_keys=True, default=str)
-                             for r in [*nodes, *relationships]))
-    return len(nodes), len(relationships), hashlib.sha256(text.encode()).hexdigest()
-
-
-def operation_counts(driver, operation_id: str) -> Tuple[int, int]:
-    """(nodes, relationships) marked with the operation id, counted directly."""
-    return (scalar(driver, "MATCH (n) WHERE n.scale_operation_id = $op RETURN count(n)",
-                   op=operation_id),
-            scalar(driver, "MATCH ()-[r]->() WHERE r.scale_operation_id = $op RETURN count(r)",
-                   op=operation_id))
 
 
 def tenant_synthetic(driver, tenant: str) -> Tuple[int, int, Dict[str, int]]:
@@ -72,24 +45,9 @@ def tenant_synthetic(driver, tenant: str) -> Tuple[int, int, Dict[str, int]]:
     return nodes, relationships, by_operation
 
 
-def run_main(main: Callable, args: Sequence[str], capsys) -> Tuple[int, str, str]:
-    """A command's exit code (argparse's own exits included), stdout and stderr."""
-    capsys.readouterr()
-    try:
-        code = main(list(args))
-    except SystemExit as stop:
-        code = stop.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def last_json(out: str):
-    return json.loads(out.strip().splitlines()[-1])
-
-
 def run_scale_up(tmp_path, operation_id: str, tenant: str, factor: float) -> dict:
     report_path = tmp_path / f"{operation_id}.json"
-    code = scale_up.main(["--tenant-id", tenant, "--scale-factor", str(factor),
+    code = scale_up.run(["--tenant-id", tenant, "--scale-factor", str(factor),
                           "--operation-id", operation_id, "--max-concurrent-writes", "2",
                           "--report", str(report_path)])
     assert code == 0
@@ -119,7 +77,7 @@ def test_list_gives_every_operation_newest_first_with_status_and_figures(graph, 
     for operation in ours:
         report = graph["reports"][operation["id"]]
         tenant, factor = SETUP[operation["id"]]
-        nodes, relationships = operation_counts(neo4j_driver, operation["id"])
+        nodes, relationships = tuple(operation_counts(neo4j_driver, operation["id"]).values())
         assert operation["tenant_id"] == tenant and operation["status"] == operations.SUCCEEDED
         assert operation["parameters"]["scale_factor"] == factor
         assert operation["runs"] == 1 and operation["error"] is None
@@ -204,7 +162,7 @@ def test_stats_equal_direct_counts(graph, neo4j_driver):
     assert result["total"]["resources"] == scalar(neo4j_driver, "MATCH (n:Resource) RETURN count(n)")
     assert {row["operation_id"]: (row["tenant_id"], row["synthetic"])
             for row in result["by_operation"]} == {
-        op: (tenant, operation_counts(neo4j_driver, op)[0]) for op, (tenant, _) in SETUP.items()}
+        op: (tenant, tuple(operation_counts(neo4j_driver, op).values())[0]) for op, (tenant, _) in SETUP.items()}
     assert {row["status"] for row in result["by_operation"]} == {operations.SUCCEEDED}
     assert result["synthetic_without_operation"] == 0
 
@@ -214,7 +172,7 @@ def test_stats_of_one_tenant_and_the_command(graph, neo4j_driver, capsys):
     other = resource_stats(neo4j_driver, graph["database"], OTHER)
     assert other["by_tenant"] == [row for row in everything["by_tenant"] if row["tenant_id"] == OTHER]
     assert [row["operation_id"] for row in other["by_operation"]] == ["op-b1"]
-    assert other["total"]["synthetic"] == operation_counts(neo4j_driver, "op-b1")[0]
+    assert other["total"]["synthetic"] == tuple(operation_counts(neo4j_driver, "op-b1").values())[0]
 
     code, out, _ = run_main(stats.main, ["--tenant-id", OTHER, "--json"], capsys)
     assert code == 0
@@ -246,7 +204,7 @@ def test_rollback_of_one_operation_deletes_exactly_what_it_created(graph, neo4j_
     operation_id = f"op-a-{via}"
     report = run_scale_up(graph["tmp_path"], operation_id, TENANT, 2.0)
     _add_stray_relationship(neo4j_driver, operation_id)
-    nodes, relationships = operation_counts(neo4j_driver, operation_id)
+    nodes, relationships = tuple(operation_counts(neo4j_driver, operation_id).values())
     assert nodes == report["written"]["nodes"] > 0
     assert relationships == report["written"]["relationships"] + 1
     before = fingerprint(neo4j_driver, [operation_id])
@@ -266,7 +224,7 @@ def test_rollback_of_one_operation_deletes_exactly_what_it_created(graph, neo4j_
 
     assert (result["nodes_deleted"], result["relationships_deleted"]) == (nodes, relationships)
     assert result["operation_id"] == operation_id and result["tenant_id"] == TENANT
-    assert operation_counts(neo4j_driver, operation_id) == (0, 0)
+    assert tuple(operation_counts(neo4j_driver, operation_id).values()) == (0, 0)
     assert fingerprint(neo4j_driver, [operation_id]) == before
     for other in SETUP:
         assert validate_operation(neo4j_driver, database, other).ok
@@ -283,7 +241,7 @@ def test_rollback_of_one_operation_deletes_exactly_what_it_created(graph, neo4j_
 
 def test_unknown_operation_or_tenant_exits_2_lists_what_exists_and_changes_nothing(
         graph, neo4j_driver, capsys):
-    before = fingerprint(neo4j_driver)
+    before = fingerprint(neo4j_driver, [])
     code, _, err = run_main(rollback.main, ["--operation-id", "no-such-op"], capsys)
     assert code == 2 and "no-such-op" in err and "op-b1" in err
     with pytest.raises(UnknownOperationError, match="recent operations: .*op-b1"):
@@ -291,7 +249,7 @@ def test_unknown_operation_or_tenant_exits_2_lists_what_exists_and_changes_nothi
     code, _, err = run_main(rollback.main, ["--tenant-id", "no-such-tenant", "--all-synthetic",
                                             "--yes"], capsys)
     assert code == 2 and "no-such-tenant" in err and TENANT in err and OTHER in err
-    assert fingerprint(neo4j_driver) == before
+    assert fingerprint(neo4j_driver, []) == before
 
 
 @pytest.mark.parametrize("args, message", [
@@ -309,7 +267,7 @@ def test_bad_rollback_arguments_exit_2_before_connecting(args, message, capsys):
 
 def test_tenant_rollback_without_yes_says_what_it_would_delete_and_deletes_nothing(
         graph, neo4j_driver, capsys):
-    before = fingerprint(neo4j_driver)
+    before = fingerprint(neo4j_driver, [])
     nodes, relationships, by_operation = tenant_synthetic(neo4j_driver, TENANT)
     code, out, err = run_main(rollback.main, ["--tenant-id", TENANT, "--all-synthetic", "--json"],
                               capsys)
@@ -320,7 +278,7 @@ def test_tenant_rollback_without_yes_says_what_it_would_delete_and_deletes_nothi
     assert preview["deleted"] is False
     assert (preview["would_delete"]["nodes"], preview["would_delete"]["relationships"]) == (
         nodes, relationships)
-    assert fingerprint(neo4j_driver) == before
+    assert fingerprint(neo4j_driver, []) == before
 
 
 def test_tenant_rollback_with_yes_deletes_all_synthetic_of_that_tenant_only(graph, neo4j_driver,
@@ -329,7 +287,7 @@ def test_tenant_rollback_with_yes_deletes_all_synthetic_of_that_tenant_only(grap
     database = graph["database"]
     _, _, by_operation = tenant_synthetic(neo4j_driver, TENANT)
     assert {"op-a1", "op-a2"} <= set(by_operation)
-    per_operation = {op: operation_counts(neo4j_driver, op) for op in by_operation}
+    per_operation = {op: tuple(operation_counts(neo4j_driver, op).values()) for op in by_operation}
     before = fingerprint(neo4j_driver, list(by_operation))
     # A synthetic resource no operation claims (an older tool's): it goes too.
     neo4j_driver.execute_query(

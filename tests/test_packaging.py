@@ -19,11 +19,12 @@ import pytest
 from apache_beam.internal import pickler
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.runner import LOCAL_RUNNER
+from pipelines.beam_job import LOCAL_RUNNER
 from pipelines.scale_up import build_pipeline
 from transforms.connection import Neo4jConnection
 from transforms.replicate import ReplicationSettings
-from transforms.templates import CopyRule, TemplatePlan, TemplateSelection
+from pipelines.plan import TemplatePlan
+from transforms.model import CopyRule, TemplateSelection
 
 REPO = Path(__file__).resolve().parent.parent
 OUR_MODULES = ("pipelines", "transforms")
@@ -215,4 +216,4 @@ def test_sdist_for_setup_file_builds_and_holds_both_packages(tmp_path):
     with tarfile.open(sdist) as archive:
         names = {"/".join(name.split("/")[1:]) for name in archive.getnames()}
     assert {"setup.py", "pipelines/__init__.py", "transforms/__init__.py",
-            "pipelines/scale_up.py", "transforms/neo4j_write.py"} <= names
+            "pipelines/scale_up.py", "transforms/write.py"} <= names

@@ -5,7 +5,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.runner import LOCAL_RUNNER
+from pipelines.beam_job import LOCAL_RUNNER
 from transforms.cypher import ELEMENT_ID, node_kind, relationship_kind
 from transforms.replicate import (
     RELATIONSHIP_KEY,
@@ -17,7 +17,8 @@ from transforms.replicate import (
     ReplicationSettings,
     synthetic_id,
 )
-from transforms.templates import CopyRule, new_node_count_for
+from pipelines.plan import new_node_count_for
+from transforms.model import CopyRule
 
 OP = "op-test"
 TIMESTAMP = "2026-11-28T12:00:00.000+00:00"
@@ -102,7 +103,8 @@ def test_unsafe_label_goes_to_dead_letter_and_is_not_replicated():
     dead = [value for tag, value in out if tag == "dead_letter"]
     rows = [row for tag, row in out if tag != "dead_letter"]
     assert len(rows) == 1 and rows[0]["template_source_id"] == "good"
-    assert len(dead) == 1 and dead[0][0] == "bad" and "unsafe label" in dead[0][1]
+    assert len(dead) == 1 and (dead[0].kind, dead[0].identity) == ("template", "bad")
+    assert "unsafe label" in dead[0].reason
 
 
 def relationship(template_id, other_template_id=None, outgoing=True, rel_type="USES", **props):
@@ -155,7 +157,8 @@ def test_partial_replica_links_to_the_real_neighbour_when_it_has_no_copy_there()
 
 def test_unsafe_relationship_type_is_dead_lettered():
     out = relationships_of([relationship("a", "b", rel_type="X]->() DELETE n")], settings())
-    assert len(out) == 1 and out[0][0] == "dead_letter" and "unsafe relationship type" in out[0][1][1]
+    assert len(out) == 1 and out[0][0] == "dead_letter"
+    assert out[0][1].kind == "relationship" and "unsafe relationship type" in out[0][1].reason
 
 
 def test_copies_of_one_template_travel_as_one_group_in_their_resource_groups_shard():

@@ -1,7 +1,9 @@
 """The run report's arithmetic, without Neo4j."""
 
-from pipelines import scale_up
-from transforms.templates import CopyRule, TemplatePlan, TemplateSelection
+from pipelines.options import parse_arguments
+from pipelines.plan import TemplatePlan
+from pipelines.report import run_report
+from transforms.model import CopyRule, TemplateSelection
 
 
 def plan():
@@ -13,12 +15,12 @@ def plan():
 
 
 def report(counters, in_database):
-    config, _, _ = scale_up.parse_arguments(["--tenant-id", "t", "--scale-factor", "2",
-                                             "--operation-id", "op"])
-    return scale_up._report(config, plan(), "FnApiRunner",
-                            {"counters": counters, "distributions": {}}, in_database, [], 100,
-                            duration=2.0, pipeline_seconds=1.0,
-                            memory={"start_mb": 1, "end_mb": 2, "peak_mb": 3})
+    config, _, _ = parse_arguments(["--tenant-id", "t", "--scale-factor", "2",
+                                    "--operation-id", "op"])
+    return run_report(config, plan(), "FnApiRunner",
+                      {"counters": counters, "distributions": {}}, in_database, [], 100,
+                      duration=2.0, pipeline_seconds=1.0,
+                      memory={"start_mb": 1, "end_mb": 2, "peak_mb": 3})
 
 
 IN_DATABASE = {"nodes": {"vm": 10}, "relationships": {"USES": 4}}

@@ -1,20 +1,13 @@
 """The scale-up end to end against a real Neo4j: a generated tenant with a second one
 beside it, scaled by 2, 3.5 and 8, every result checked in the database."""
 
-import hashlib
-import json
-
 import pytest
 
-from pipelines import scale_up
-from pipelines.demo_tenant import load_demo_tenant
-from pipelines.validate import validate_operation
-from transforms.demo_tenant import DemoTenantSpec
+from pipelines.demo.load import load_demo_tenant
+from pipelines.operation.validate import validate_operation
+from tests.support import fingerprint, operation_fingerprint, run_scale_up, scalar
+from transforms.demo import DemoTenantSpec
 from transforms.replicate import synthetic_id
-
-def scalar(driver, query, **params):
-    return driver.execute_query(query, **params).records[0][0]
-
 
 def column(driver, query, **params):
     return [record[0] for record in driver.execute_query(query, **params).records]
@@ -23,39 +16,6 @@ def column(driver, query, **params):
 TENANT, OTHER_TENANT = "tenant-under-test", "tenant-beside-it"
 FACTORS = {"x2": 2.0, "x3.5": 3.5, "x8": 8.0}
 VM = "Microsoft.Compute/virtualMachines"
-
-
-def fingerprint(driver):
-    """A hash of every node and relationship that no scale-up wrote."""
-    nodes = driver.execute_query(
-        "MATCH (n) WHERE n.scale_operation_id IS NULL AND NOT n:ScaleOperation "
-        "RETURN elementId(n) AS id, labels(n) AS labels, properties(n) AS props").records
-    relationships = driver.execute_query(
-        "MATCH (a)-[r]->(b) WHERE r.scale_operation_id IS NULL "
-        "RETURN elementId(r) AS id, type(r) AS type, elementId(a) AS a, elementId(b) AS b, "
-        "properties(r) AS props").records
-    text = json.dumps(sorted(json.dumps(r.data(), sort_keys=True, default=str)
-                             for r in [*nodes, *relationships]))
-    return len(nodes), len(relationships), hashlib.sha256(text.encode()).hexdigest()
-
-
-def operation_fingerprint(driver, operation_id):
-    """A hash of everything one operation wrote, properties included."""
-    rows = driver.execute_query(
-        "MATCH (n:Resource {scale_operation_id: $op}) "
-        "OPTIONAL MATCH (n)-[r]-(m) WHERE r.scale_operation_id = $op "
-        "RETURN n.id AS id, properties(n) AS props, "
-        "collect([type(r), startNode(r) = n, coalesce(m.id, elementId(m)), properties(r)]) AS rels",
-        op=operation_id).records
-    text = json.dumps(sorted(json.dumps(r.data(), sort_keys=True, default=str) for r in rows))
-    return len(rows), hashlib.sha256(text.encode()).hexdigest()
-
-
-def run_scale_up(tmp_path, *args):
-    report_path = tmp_path / f"report-{abs(hash(args))}.json"
-    code = scale_up.main([*args, "--report", str(report_path)])
-    report = json.loads(report_path.read_text()) if report_path.exists() else None
-    return code, report
 
 
 def expected_copies(driver, tenant, factor, types=None):

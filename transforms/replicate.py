@@ -54,16 +54,18 @@ from transforms.cypher import (
     node_kind,
     relationship_kind,
 )
-from transforms.templates import CopyRule
-
-DEAD_LETTER_TAG = "dead_letter"
-SYNTHETIC_LABEL = "Resource"
-GENERATION_STRATEGY = "template_replication"
-#: Properties and labels that claim to be the real resource: never copied.
-NOT_COPIED_PROPERTIES = frozenset({"original_id", "original_name", "abstracted_id", "scan_id"})
-NOT_COPIED_LABELS = frozenset({"Original", SYNTHETIC_LABEL})
-#: The relationship property that tells parallel copies apart (MERGE key).
-RELATIONSHIP_KEY = "template_source_rel_id"
+from transforms.model import (
+    DEAD_LETTER_TAG,
+    GENERATION_STRATEGY,
+    METRICS_NAMESPACE,
+    NOT_COPIED_LABELS,
+    NOT_COPIED_PROPERTIES,
+    RELATIONSHIP_KEY,
+    RESOURCE_LABEL,
+    CopyRule,
+    DeadLetter,
+    Metric,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,7 +113,7 @@ class _ReplicateNodesFn(beam.DoFn):
         self._settings = settings
 
     def setup(self) -> None:
-        self._dead_letters = Metrics.counter("tenant_scaler", "dead_letters")
+        self._dead_letters = Metrics.counter(METRICS_NAMESPACE, Metric.DEAD_LETTERS)
 
     def process(self, template: Dict[str, Any]) -> Iterator:
         settings = self._settings
@@ -124,7 +126,8 @@ class _ReplicateNodesFn(beam.DoFn):
             )
         except UnsafeIdentifierError as error:
             self._dead_letters.inc()
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, (template_id, str(error)))
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG,
+                                          DeadLetter("template", template_id, str(error)))
             return
         props = template["props"]
         base = {key: value for key, value in props.items() if key not in NOT_COPIED_PROPERTIES}
@@ -135,7 +138,7 @@ class _ReplicateNodesFn(beam.DoFn):
         base["generation_timestamp"] = settings.generation_timestamp
         name = props.get("name")
         replicas = list(range(settings.copy_rule.copies_of(template_id)))
-        key = (node_kind(SYNTHETIC_LABEL, extra_labels),
+        key = (node_kind(RESOURCE_LABEL, extra_labels),
                _shard(props.get("resource_group"), settings.shards))
         yield key, (NODES, base, template_id, name if isinstance(name, str) else None, replicas)
 
@@ -145,7 +148,7 @@ class _ReplicateRelationshipsFn(beam.DoFn):
         self._settings = settings
 
     def setup(self) -> None:
-        self._dead_letters = Metrics.counter("tenant_scaler", "dead_letters")
+        self._dead_letters = Metrics.counter(METRICS_NAMESPACE, Metric.DEAD_LETTERS)
 
     def process(self, relationship: Dict[str, Any]) -> Iterator:
         settings = self._settings
@@ -154,7 +157,8 @@ class _ReplicateRelationshipsFn(beam.DoFn):
             rel_type = checked_identifier(relationship["type"], "relationship type")
         except UnsafeIdentifierError as error:
             self._dead_letters.inc()
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, (relationship["element_id"], str(error)))
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, DeadLetter(
+                "relationship", relationship["element_id"], str(error)))
             return
         template_id = relationship["template_id"]
         other_template_id = relationship["other_template_id"]
@@ -178,11 +182,11 @@ class _ReplicateRelationshipsFn(beam.DoFn):
 
 def _match(end: Tuple[Optional[str], str, bool]) -> str:
     """How the sink finds a relationship end: a copy by ``id``, anything else by ``elementId``."""
-    return SYNTHETIC_LABEL if end[2] else ELEMENT_ID
+    return RESOURCE_LABEL if end[2] else ELEMENT_ID
 
 
 class CopySetRows:
-    """Turns a copy set into the rows the sink writes (``WriteGraph``'s ``rows_of_group``).
+    """Turns a copy set into the rows the sink writes (``WriteToNeo4j``'s ``rows_of_group``).
 
     Runs in the sink, just before the write, so that full rows exist only for the
     batches in flight.

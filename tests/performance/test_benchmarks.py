@@ -73,26 +73,23 @@ import neo4j
 import psutil
 import pytest
 
-from pipelines import operations, scale_up
-from pipelines.demo_tenant import load_demo_tenant
+from pipelines import scale_up
+from pipelines.operation import record as operations
+from pipelines.demo.load import load_demo_tenant
 from pipelines.infra.neo4j_server import LocalNeo4j
 from transforms.connection import Neo4jConnection
 from transforms.cypher import WriteKind, is_node_kind, write_statement
-from transforms.demo_tenant import DemoTenantSpec
+from transforms.demo import DemoTenantSpec
 from transforms.replicate import (
     CopySetRows,
     ReplicationSettings,
     _ReplicateNodesFn,
     _ReplicateRelationshipsFn,
 )
-from transforms.templates import (
-    _READ_CHUNK_RELATIONSHIPS,
-    _READ_CHUNK_TEMPLATES,
-    TemplatePlan,
-    TemplateSelection,
-    _fetch_all,
-    plan_templates,
-)
+from pipelines.options import parse_arguments
+from pipelines.plan import TemplatePlan, plan_templates
+from transforms.model import TemplateSelection
+from transforms.read import _READ_CHUNK_RELATIONSHIPS, _READ_CHUNK_TEMPLATES, _fetch_all
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.neo4j]
 
@@ -622,8 +619,8 @@ def run_pipeline(server: BenchmarkServer, size: Size, tenant_id: str, operation_
                 pytest.fail(f"python -m pipelines.scale_up exited {code} for {size.label}:\n{tail}")
             report = json.loads(report_path.read_text())
         else:
-            config, _, beam_args = scale_up.parse_arguments(args)
-            report = scale_up.run(config, server.connection, beam_args=beam_args)
+            config, _, beam_args = parse_arguments(args)
+            report = scale_up.scale_up(config, server.connection, beam_args)
             measured["process_wall_s"] = round(time.perf_counter() - started, 3)
     finally:
         peaks = sampler.stop()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Dict, Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from transforms.neo4j_write import METRICS_NAMESPACE
+from transforms.model import METRICS_NAMESPACE, DeadLetter
 
 _LOG = logging.getLogger("dead_letters")
 
@@ -63,8 +63,13 @@ def metric_totals(result: beam.runners.runner.PipelineResult) -> Dict[str, Any]:
     return {"counters": counters, "distributions": distributions}
 
 
-def log_dead_letter(dead_letter: Tuple) -> None:
+#: Longest identity or reason a dead-letter log line shows (rows can be megabytes).
+DEAD_LETTER_LOG_CHARS = 300
+
+
+def log_dead_letter(dead_letter: DeadLetter) -> None:
     """Log one record that could not be written: what it was and why (counted by the
-    ``dead_letters`` metric where it was refused)."""
-    *what, reason = dead_letter
-    _LOG.error("not written: %s (%s)", str(what)[:300], reason)
+    ``dead_letters`` metric where it was refused), cut to a readable length."""
+    _LOG.error("not written: %s %s (%s)", dead_letter.kind,
+               str(dead_letter.identity)[:DEAD_LETTER_LOG_CHARS],
+               str(dead_letter.reason)[:DEAD_LETTER_LOG_CHARS])

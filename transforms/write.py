@@ -1,8 +1,10 @@
-"""The Neo4j sink: batches in, idempotent ``UNWIND`` transactions out, bounded parallelism.
+"""Write: the Neo4j sink. Batches in, idempotent ``UNWIND`` transactions out, bounded
+parallelism; ``WriteToNeo4j`` is the one public transform.
 
-Input is what ``GroupIntoBatches`` emits: ``((kind, shard), groups)``, each group a
-list of rows, or a compact description of rows that ``rows_of_group`` expands (the
-copies of one template, say) in the write thread, just before its transaction.
+Input is what ``transforms.batch.BatchRowGroups`` emits: ``((kind, shard), groups)``,
+each group a list of rows, or a compact description of rows that ``rows_of_group``
+expands (the copies of one template, say) in the write thread, just before its
+transaction.
 ``kind`` (see ``transforms.cypher``) names the one constant statement the batch is
 written with; ``shard`` spreads the work over concurrent transactions.
 
@@ -26,6 +28,11 @@ Why it is shaped like this:
   so that the run fails visibly and can be resumed.
 * **Metrics on the right thread.** Beam's metric context is thread-local, so the pool
   threads only measure; counters and distributions are updated by the DoFn's thread.
+* **Live progress.** Beam metrics are only reported after a run ends, so the sink also
+  adds what it wrote to ``WRITE_PROGRESS``, process-wide counters that a thread of the
+  launching process reads. That works whenever the SDK worker runs in that process
+  (FnApiRunner, and Flink with ``--environment_type=LOOPBACK``); elsewhere they stay
+  at zero and only the final report is printed.
 """
 
 from __future__ import annotations
@@ -52,12 +59,35 @@ from transforms.cypher import (
     missing_ends_statement,
     write_statement,
 )
-from transforms.progress import WRITE_PROGRESS
+from transforms.batch import split_into_transactions
+from transforms.model import DEAD_LETTER_TAG, METRICS_NAMESPACE, DeadLetter, Metric
 
 _LOG = logging.getLogger(__name__)
 
-METRICS_NAMESPACE = "tenant_scaler"
-DEAD_LETTER_TAG = "dead_letter"
+class _WriteProgress:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._nodes = 0
+        self._relationships = 0
+
+    def add(self, nodes: int = 0, relationships: int = 0) -> None:
+        with self._lock:
+            self._nodes += nodes
+            self._relationships += relationships
+
+    def snapshot(self) -> tuple[int, int]:
+        """``(nodes, relationships)`` written so far by this process."""
+        with self._lock:
+            return self._nodes, self._relationships
+
+    def reset(self) -> None:
+        with self._lock:
+            self._nodes = 0
+            self._relationships = 0
+
+
+WRITE_PROGRESS = _WriteProgress()
+
 #: First pause before the driver retries a transient error (deadlock, leader switch).
 RETRY_FIRST_DELAY_S = 0.1
 #: How often a batch whose commit outcome is unknown (``IncompleteCommit``) is sent.
@@ -104,17 +134,17 @@ class _SinkMetrics:
 
     def __init__(self) -> None:
         ns = METRICS_NAMESPACE
-        self.nodes = Metrics.counter(ns, "nodes_written")
-        self.relationships = Metrics.counter(ns, "relationships_written")
-        self.batches = Metrics.counter(ns, "batches_written")
-        self.retries = Metrics.counter(ns, "write_retries")
-        self.dead_letters = Metrics.counter(ns, "dead_letters")
-        self.write_failures = Metrics.counter(ns, "write_failures")
-        self.batch_size = Metrics.distribution(ns, "batch_size")
-        self.write_latency_ms = Metrics.distribution(ns, "write_latency_ms")
-        self.write_concurrency = Metrics.distribution(ns, "write_concurrency")
-        self.rss_mb = Metrics.gauge(ns, "process_rss_mb")
-        self.rss_mb_distribution = Metrics.distribution(ns, "process_rss_mb")
+        self.nodes = Metrics.counter(ns, Metric.NODES_WRITTEN)
+        self.relationships = Metrics.counter(ns, Metric.RELATIONSHIPS_WRITTEN)
+        self.batches = Metrics.counter(ns, Metric.BATCHES_WRITTEN)
+        self.retries = Metrics.counter(ns, Metric.WRITE_RETRIES)
+        self.dead_letters = Metrics.counter(ns, Metric.DEAD_LETTERS)
+        self.write_failures = Metrics.counter(ns, Metric.WRITE_FAILURES)
+        self.batch_size = Metrics.distribution(ns, Metric.BATCH_SIZE)
+        self.write_latency_ms = Metrics.distribution(ns, Metric.WRITE_LATENCY_MS)
+        self.write_concurrency = Metrics.distribution(ns, Metric.WRITE_CONCURRENCY)
+        self.rss_mb = Metrics.gauge(ns, Metric.PROCESS_RSS_MB)
+        self.rss_mb_distribution = Metrics.distribution(ns, Metric.PROCESS_RSS_MB)
 
     def record(self, outcome: _Outcome) -> None:
         if outcome.rows_written:
@@ -232,6 +262,13 @@ class _BatchWriter:
         )
 
 
+def _dead_letter(kind: WriteKind, row: Dict[str, Any], reason: str) -> DeadLetter:
+    """A refused row as the pipeline's dead letters look: nodes by id, relationships by ends."""
+    if is_node_kind(kind):
+        return DeadLetter("node", row.get("id"), reason, row)
+    return DeadLetter("relationship", f"{row.get('start')} -> {row.get('end')}", reason, row)
+
+
 def _in_global_window(output):
     """``finish_bundle`` must give each output its window explicitly."""
     if isinstance(output, beam.pvalue.TaggedOutput):
@@ -300,11 +337,8 @@ class _WriteBatchesFn(beam.DoFn):
             return self._write_in_transactions(kind, rows)
 
     def _write_in_transactions(self, kind: WriteKind, rows: List[Dict[str, Any]]) -> List[_Outcome]:
-        """One transaction per ``max_rows_per_transaction`` rows (row groups make batches
-        a little larger or smaller than asked; this keeps the bound exact)."""
-        size = self._max_rows_per_transaction or len(rows) or 1
-        return [self._writer.write(kind, rows[start:start + size])
-                for start in range(0, len(rows), size)]
+        return [self._writer.write(kind, transaction)
+                for transaction in split_into_transactions(rows, self._max_rows_per_transaction)]
 
     def _collect(self, return_when: str):
         """Wait for pending writes, record their metrics, yield their outputs."""
@@ -325,40 +359,35 @@ class _WriteBatchesFn(beam.DoFn):
                     rows=outcome.rows_written,
                     seconds=outcome.seconds,
                 )
-            for dead_letter in outcome.dead_letters:
-                yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, dead_letter)
+            for kind, row, reason in outcome.dead_letters:
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, _dead_letter(kind, row, reason))
 
 
-class WriteToNeo4j(beam.PTransform):
+#: The most write transactions the sink keeps in flight (a bound for the flags too).
+MAX_CONCURRENT_WRITES = 64
+
+
+def check_max_concurrent_writes(value: int) -> int:
+    """``value`` if it is an integer from 1 to ``MAX_CONCURRENT_WRITES``, else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONCURRENT_WRITES:
+        raise ValueError(f"max_concurrent_writes must be an integer from 1 to "
+                         f"{MAX_CONCURRENT_WRITES}, got {value!r}")
+    return value
+
+
+class _WriteBatches(beam.PTransform):
     """Writes ``((kind, shard), groups of rows)`` batches to Neo4j; see the module docstring.
 
-    Returns a tagged result: ``main`` has one ``BatchWritten`` per written batch,
-    ``dead_letter`` has ``(kind, row, reason)`` for every row Neo4j refused.
-
-    ``max_rows_per_transaction``: a batch with more rows is written in several
-    transactions of at most that many rows.
-
-    ``rows_of_group``: turns one element of a batch into its rows (default: the element
-    is a list of rows); a module-level function or a picklable callable object.
-
-    ``after``: optional side input (e.g. the node writes' completion) that must be
-    complete before the first batch is written; it is how the pipeline writes every
-    node before any relationship that needs it.
+    Returns a tagged result: ``written`` has one ``BatchWritten`` per written batch,
+    ``dead_letter`` a ``DeadLetter`` for every row Neo4j refused. ``after``: optional
+    side input that must be complete before the first batch is written (how every node
+    is written before any relationship that needs it).
     """
 
-    def __init__(
-        self,
-        connection: Neo4jConnection,
-        max_concurrent_writes: int = 5,
-        after: Optional[beam.pvalue.AsSideInput] = None,
-        max_rows_per_transaction: Optional[int] = None,
-        rows_of_group: RowsOfGroup = _group_is_rows,
-    ) -> None:
+    def __init__(self, connection: Neo4jConnection, max_concurrent_writes: int,
+                 max_rows_per_transaction: Optional[int], rows_of_group: RowsOfGroup,
+                 after: Optional[beam.pvalue.AsSideInput] = None) -> None:
         super().__init__()
-        if not isinstance(max_concurrent_writes, int) or not 1 <= max_concurrent_writes <= 64:
-            raise ValueError(
-                f"max_concurrent_writes must be an integer from 1 to 64, got {max_concurrent_writes!r}"
-            )
         self._connection = connection
         self._max_concurrent_writes = max_concurrent_writes
         self._after = after
@@ -373,64 +402,41 @@ class WriteToNeo4j(beam.PTransform):
         ).with_outputs(DEAD_LETTER_TAG, main="written")
 
 
-class WriteGraph(beam.PTransform):
-    """``(node row groups, relationship row groups)``, both keyed ``(kind, shard)`` → Neo4j.
+class WriteToNeo4j(beam.PTransform):
+    """``(node batches, relationship batches)`` (``transforms.batch.BatchRowGroups``'s
+    output) → Neo4j: every node batch before the first relationship batch (a
+    relationship needs both its ends). Returns the ``DeadLetter``s of both writes.
 
-    A row group is a list of rows of one kind, or whatever ``rows_of_group`` turns into
-    such a list (the copies of one template, say): grouping rows before
-    ``GroupIntoBatches`` makes Beam pay its per-element costs per group. ``batch_size`` is in rows: each batch takes about ``batch_size /
-    rows_per_group`` groups. Batches all groups with one ``GroupIntoBatches`` (every
-    batch holds one kind), then writes every node batch before the first relationship
-    batch (a relationship needs both its ends). Returns the dead letters of both
-    writes, ``(kind, row, reason)``.
-
-    Why one ``GroupIntoBatches`` for both: Beam 2.77's FnApiRunner loses the final,
-    partial batches of one of two ``GroupIntoBatches`` whose inputs are produced in the
-    same fused stage (measured: 25 elements, batches of 10 → the 5 left over vanished).
-    A single one cannot hit that, whatever stages the caller's rows come from.
+    ``max_rows_per_transaction``: a batch with more rows is written in several
+    transactions of at most that many rows. ``rows_of_group``: turns one element of a
+    batch into its rows (default: the element is a list of rows); a module-level
+    function or a picklable callable object. ``max_concurrent_writes``: transactions
+    in flight at once, 1 to ``MAX_CONCURRENT_WRITES``.
     """
 
     def __init__(
         self,
         connection: Neo4jConnection,
-        batch_size: int,
-        *,
-        rows_per_group: float = 1.0,
+        max_rows_per_transaction: Optional[int] = None,
         max_concurrent_writes: int = 5,
         rows_of_group: RowsOfGroup = _group_is_rows,
     ) -> None:
         super().__init__()
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if not rows_per_group > 0:
-            raise ValueError(f"rows_per_group must be positive, got {rows_per_group!r}")
         self._connection = connection
-        self._batch_size = batch_size
-        self._groups_per_batch = max(1, round(batch_size / rows_per_group))
-        self._max_concurrent_writes = max_concurrent_writes
+        self._max_rows_per_transaction = max_rows_per_transaction
+        self._max_concurrent_writes = check_max_concurrent_writes(max_concurrent_writes)
         self._rows_of_group = rows_of_group
 
-    def expand(self, node_and_relationship_rows):
-        node_batches, relationship_batches = (
-            node_and_relationship_rows
-            | "AllRows" >> beam.Flatten()
-            | "Batch" >> beam.GroupIntoBatches(self._groups_per_batch)
-            | "SplitByKind" >> beam.Partition(_node_or_relationship, 2)
-        )
-        node_writes = node_batches | "WriteNodes" >> WriteToNeo4j(
-            self._connection, self._max_concurrent_writes,
-            max_rows_per_transaction=self._batch_size, rows_of_group=self._rows_of_group)
+    def expand(self, node_and_relationship_batches):
+        node_batches, relationship_batches = node_and_relationship_batches
+        node_writes = node_batches | "WriteNodes" >> _WriteBatches(
+            self._connection, self._max_concurrent_writes, self._max_rows_per_transaction,
+            self._rows_of_group)
         nodes_written = node_writes.written | "NodesWritten" >> beam.combiners.Count.Globally()
-        relationship_writes = relationship_batches | "WriteRelationships" >> WriteToNeo4j(
-            self._connection, self._max_concurrent_writes,
-            after=beam.pvalue.AsSingleton(nodes_written), max_rows_per_transaction=self._batch_size,
-            rows_of_group=self._rows_of_group)
+        relationship_writes = relationship_batches | "WriteRelationships" >> _WriteBatches(
+            self._connection, self._max_concurrent_writes, self._max_rows_per_transaction,
+            self._rows_of_group, after=beam.pvalue.AsSingleton(nodes_written))
         return (
             (node_writes.dead_letter, relationship_writes.dead_letter)
             | "WriteDeadLetters" >> beam.Flatten()
         )
-
-
-def _node_or_relationship(batch: Tuple[Tuple[WriteKind, int], Any], partitions: int) -> int:
-    (kind, _shard), _rows = batch
-    return 0 if is_node_kind(kind) else 1

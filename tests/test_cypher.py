@@ -1,8 +1,8 @@
-"""Unit tests of the adaptive batch sizer and of the Cypher text builder."""
+"""The Cypher text builder: identifiers checked before they enter a statement, and one
+constant parameterised statement per write kind."""
 
 import pytest
 
-from transforms.batch_size import TIERS, adaptive_batch_size
 from transforms.cypher import (
     ELEMENT_ID,
     UnsafeIdentifierError,
@@ -11,38 +11,6 @@ from transforms.cypher import (
     relationship_kind,
     write_statement,
 )
-
-
-@pytest.mark.parametrize("items, smallest, largest", [
-    (0, 100, 500), (999, 100, 500),
-    (1_000, 500, 1_000), (9_999, 500, 1_000),
-    (10_000, 1_000, 5_000), (99_999, 1_000, 5_000),
-    (100_000, 5_000, 10_000), (5_000_000, 5_000, 10_000), (10**9, 5_000, 10_000),
-])
-def test_read_sizes_stay_inside_the_seed_tiers(items, smallest, largest):
-    assert smallest <= adaptive_batch_size(items, "read") <= largest
-
-
-@pytest.mark.parametrize("items", [0, 500, 5_000, 35_000, 960_000, 10**8])
-def test_writes_are_half_of_reads(items):
-    assert adaptive_batch_size(items, "write") == adaptive_batch_size(items, "read") // 2
-
-
-def test_sizes_grow_with_the_graph():
-    sizes = [adaptive_batch_size(n, "read") for n in (10, 100, 1_000, 5_000, 50_000, 500_000)]
-    assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes)
-    assert TIERS[-1][2] == adaptive_batch_size(10**9, "read")
-
-
-@pytest.mark.parametrize("bad", [-1, 1.5, "10"])
-def test_bad_counts_are_refused(bad):
-    with pytest.raises(ValueError):
-        adaptive_batch_size(bad)
-
-
-def test_unknown_operation_is_refused():
-    with pytest.raises(ValueError, match="operation"):
-        adaptive_batch_size(10, "delete")
 
 
 @pytest.mark.parametrize("name", ["USES", "USES_SUBNET", "Resource", "a1"])

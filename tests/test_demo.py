@@ -13,10 +13,10 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.runner import LOCAL_RUNNER
-from pipelines import demo_tenant as loader
+from pipelines.beam_job import LOCAL_RUNNER
+from pipelines.demo import load as loader
 from transforms.cypher import is_safe_identifier, node_kind, write_statement
-from transforms.demo_tenant import (
+from transforms.demo import (
     ABSTRACTION_PROPERTIES,
     BLOCK_SIZE,
     NODE_LABELS,

@@ -10,9 +10,9 @@ import pytest
 from apache_beam.metrics import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 
-from pipelines.runner import LOCAL_RUNNER
+from pipelines.beam_job import LOCAL_RUNNER
 from transforms.cypher import node_kind, relationship_kind
-from transforms.neo4j_write import (
+from transforms.write import (
     MAX_SEND_ATTEMPTS,
     WriteRetriesExhaustedError,
     WriteToNeo4j,
@@ -205,7 +205,10 @@ def test_sink_keeps_at_most_the_limit_in_flight_and_really_overlaps(limit):
     driver = _SHARED_DRIVERS[f"limit{limit}"] = FakeDriver(delay=0.05)
     batches = [((NODE, i % 4), [rows(4, prefix=f"b{i}-"), rows(6, prefix=f"c{i}-")]) for i in range(12)]
     pipeline = BeamTestPipeline(runner=LOCAL_RUNNER)
-    _ = pipeline | beam.Create(batches) | WriteToNeo4j(FakeConnection(f"limit{limit}"), limit)
+    node_batches = pipeline | "Nodes" >> beam.Create(batches)
+    relationship_batches = pipeline | "Relationships" >> beam.Create([])
+    _ = (node_batches, relationship_batches) | WriteToNeo4j(
+        FakeConnection(f"limit{limit}"), max_concurrent_writes=limit)
     result = pipeline.run()
     result.wait_until_finish()
     assert len(driver.written) == 120
@@ -222,11 +225,14 @@ def test_relationship_batches_of_one_shard_never_overlap():
     driver = _SHARED_DRIVERS["shards"] = FakeDriver(delay=0.05)
     batches = [((REL, 0), [[{"id": f"r{i}", "start": "a", "end": "b", "props": {}}]]) for i in range(6)]
     pipeline = BeamTestPipeline(runner=LOCAL_RUNNER)
-    _ = pipeline | beam.Create(batches) | WriteToNeo4j(FakeConnection("shards"), 5)
+    node_batches = pipeline | "Nodes" >> beam.Create([])
+    relationship_batches = pipeline | "Relationships" >> beam.Create(batches)
+    _ = (node_batches, relationship_batches) | WriteToNeo4j(
+        FakeConnection("shards"), max_concurrent_writes=5)
     pipeline.run().wait_until_finish()
     assert len(driver.written) == 6 and driver.max_in_flight == 1
 
 
 def test_concurrency_limit_is_validated():
     with pytest.raises(ValueError, match="max_concurrent_writes"):
-        WriteToNeo4j(FakeConnection("x"), 0)
+        WriteToNeo4j(FakeConnection("x"), max_concurrent_writes=0)

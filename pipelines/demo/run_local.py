@@ -1,0 +1,95 @@
+"""The demo behind ``./run_local.sh``: a local Neo4j, a demo tenant, a scale-up, the report.
+
+    python -m pipelines.run_local [--resources 5000] [--tenant-id demo] [--seed 0]
+                                  [--home .neo4j] [any scale_up flag, e.g. --scale-factor 3]
+
+Uses ``$NEO4J_URI`` when it is set, else starts the project's local Neo4j 5.26 (data
+in ``--home``, kept between runs) and stops it at the end. Loads the demo tenant
+unless that tenant already has exactly ``--resources`` templates, then scales it
+(×8 unless a ``--scale-factor`` or ``--target-count`` is given) and prints the report
+as ``scale_up`` does: the last stdout line is the JSON report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+from pipelines import scale_up
+from pipelines.cli import configure_logging
+from pipelines.demo.load import load_demo_tenant
+from pipelines.infra.neo4j_server import DEFAULT_HOME, LocalNeo4j
+from pipelines.options import parse_arguments
+from transforms.connection import Neo4jConnection
+from transforms.demo import DemoTenantSpec
+from transforms.model import TemplateSelection, template_predicate
+
+_LOG = logging.getLogger("run_local")
+DEFAULT_SCALE_FACTOR = "8"
+
+
+@contextlib.contextmanager
+def _neo4j(home: Path) -> Iterator[Neo4jConnection]:
+    """``$NEO4J_URI`` if set, else a local server that lives as long as the block, whose
+    address and password file are put into this process's environment: the scale-up
+    and its workers read the connection from there."""
+    if "NEO4J_URI" in os.environ:
+        connection = Neo4jConnection.from_environment()
+        _LOG.info("using the Neo4j at %s ($NEO4J_URI)", connection.uri)
+        yield connection
+        return
+    with LocalNeo4j(home) as server:
+        connection = server.connection
+        os.environ.update(NEO4J_URI=connection.uri, NEO4J_USER=connection.user,
+                          NEO4J_DATABASE=connection.database)
+        if server.password_file is not None:
+            os.environ["NEO4J_PASSWORD_FILE"] = str(server.password_file)
+        yield connection
+
+
+def _template_count(connection: Neo4jConnection, tenant_id: str) -> int:
+    with connection.open_driver() as driver:
+        return driver.execute_query(
+            f"MATCH (t:Resource) WHERE {template_predicate('t')} RETURN count(t)",
+            TemplateSelection(tenant_id).parameters(),
+            database_=connection.database).records[0][0]
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="./run_local.sh", description=__doc__.split("\n\n")[0],
+        epilog="Other flags go to python -m pipelines.scale_up (see its --help).")
+    parser.add_argument("--resources", type=int, default=5000,
+                        help="resources of the demo tenant (default 5000)")
+    parser.add_argument("--tenant-id", default="demo", help="demo tenant id (default demo)")
+    parser.add_argument("--seed", type=int, default=0, help="demo tenant seed (default 0)")
+    parser.add_argument("--home", type=Path, default=DEFAULT_HOME,
+                        help="home of the local Neo4j: conf, data, logs (default .neo4j)")
+    args, scale_up_args = parser.parse_known_args(argv)
+    configure_logging()
+    if not {"--scale-factor", "--target-count"} & {a.split("=")[0] for a in scale_up_args}:
+        scale_up_args = [*scale_up_args, "--scale-factor", DEFAULT_SCALE_FACTOR]
+    scale_up_args = ["--tenant-id", args.tenant_id, *scale_up_args]
+    try:
+        parse_arguments(scale_up_args)  # bad scale-up flags: exit 2 before starting anything
+        spec = DemoTenantSpec(tenant_id=args.tenant_id, resources=args.resources, seed=args.seed)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    with _neo4j(args.home) as connection:
+        if _template_count(connection, spec.tenant_id) != spec.resources:
+            _LOG.info("loading the demo tenant %r (%d resources)", spec.tenant_id, spec.resources)
+            summary = load_demo_tenant(connection, spec)
+            _LOG.info("demo tenant loaded in %.1f s", summary["seconds"])
+        else:
+            _LOG.info("demo tenant %r is already loaded", spec.tenant_id)
+        return scale_up.run(scale_up_args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""What the tests share: counting in the database, fingerprints of the graph, running
+the commands (in this process or as subprocesses) and reading what they printed.
+
+Every helper reads the database or a process's real output; none of them decides a
+test's outcome by itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import neo4j
+import pytest
+
+from pipelines import scale_up
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Longest a command run by ``CliRun`` may take before the test gives up on it (a hang).
+RUN_TIMEOUT_S = 240
+
+
+# --------------------------------------------------------------------------- the database
+
+
+def scalar(driver: neo4j.Driver, query: str, **params: Any) -> Any:
+    """The first value of the first record of ``query``."""
+    return driver.execute_query(query, **params).records[0][0]
+
+
+def quote(name: str) -> str:
+    """``name`` as a Cypher identifier in backticks (for test data with odd names)."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def fingerprint(driver: neo4j.Driver, operation_ids: Optional[Sequence[str]] = None
+                ) -> Tuple[int, int, str]:
+    """(nodes, relationships, hash) of everything in the graph that no scale-up wrote:
+    element ids, labels, types, ends and properties.
+
+    ``operation_ids=None`` leaves out everything any scale-up wrote (nodes and
+    relationships marked with an operation, and every ``ScaleOperation`` record); a
+    list leaves out only what those operations wrote and their records.
+    """
+    ops = None if operation_ids is None else list(operation_ids)
+    nodes = driver.execute_query(
+        "MATCH (n) WHERE CASE WHEN $ops IS NULL "
+        "  THEN n.scale_operation_id IS NULL AND NOT n:ScaleOperation "
+        "  ELSE NOT coalesce(n.scale_operation_id IN $ops, false) "
+        "       AND NOT (n:ScaleOperation AND n.id IN $ops) END "
+        "RETURN elementId(n) AS id, labels(n) AS labels, properties(n) AS props", ops=ops).records
+    relationships = driver.execute_query(
+        "MATCH (a)-[r]->(b) WHERE CASE WHEN $ops IS NULL THEN r.scale_operation_id IS NULL "
+        "  ELSE NOT coalesce(r.scale_operation_id IN $ops, false) END "
+        "RETURN elementId(r) AS id, type(r) AS type, elementId(a) AS a, elementId(b) AS b, "
+        "properties(r) AS props", ops=ops).records
+    text = json.dumps(sorted(json.dumps(r.data(), sort_keys=True, default=str)
+                             for r in [*nodes, *relationships]))
+    return len(nodes), len(relationships), hashlib.sha256(text.encode()).hexdigest()
+
+
+def operation_fingerprint(driver: neo4j.Driver, operation_id: str) -> Tuple[int, str]:
+    """(nodes, hash) of everything one operation wrote, properties included."""
+    rows = driver.execute_query(
+        "MATCH (n:Resource {scale_operation_id: $op}) "
+        "OPTIONAL MATCH (n)-[r]-(m) WHERE r.scale_operation_id = $op "
+        "RETURN n.id AS id, properties(n) AS props, "
+        "collect([type(r), startNode(r) = n, coalesce(m.id, elementId(m)), properties(r)]) AS rels",
+        op=operation_id).records
+    text = json.dumps(sorted(json.dumps(r.data(), sort_keys=True, default=str) for r in rows))
+    return len(rows), hashlib.sha256(text.encode()).hexdigest()
+
+
+def operation_counts(driver: neo4j.Driver, operation_id: str) -> Dict[str, int]:
+    """``{"nodes", "relationships"}`` marked with the operation id, counted directly."""
+    return {"nodes": scalar(driver, "MATCH (n) WHERE n.scale_operation_id = $op RETURN count(n)",
+                            op=operation_id),
+            "relationships": scalar(driver, "MATCH ()-[r]->() WHERE r.scale_operation_id = $op "
+                                            "RETURN count(r)", op=operation_id)}
+
+
+def operation_record(driver: neo4j.Driver, operation_id: str) -> Dict[str, Any]:
+    """The properties of the operation's ``ScaleOperation`` record ({} if none)."""
+    records = driver.execute_query("MATCH (o:ScaleOperation {id: $id}) RETURN properties(o) AS o",
+                                   id=operation_id).records
+    return records[0]["o"] if records else {}
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def run_scale_up(tmp_path: Path, *args: str) -> Tuple[int, Optional[Dict[str, Any]]]:
+    """``python -m pipelines.scale_up ARGS`` in this process; (exit code, JSON report)."""
+    report_path = tmp_path / f"report-{hashlib.sha1(repr(args).encode()).hexdigest()[:12]}.json"
+    report_path.unlink(missing_ok=True)
+    code = scale_up.run([*args, "--report", str(report_path)])
+    return code, json.loads(report_path.read_text()) if report_path.exists() else None
+
+
+def run_main(main: Callable, args: Sequence[str], capsys) -> Tuple[int, str, str]:
+    """A command's exit code (argparse's own exits included), stdout and stderr."""
+    capsys.readouterr()
+    try:
+        code = main(list(args))
+    except SystemExit as stop:
+        code = stop.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def last_json(out: str) -> Any:
+    """The JSON of the last line a command printed."""
+    return json.loads(out.strip().splitlines()[-1])
+
+
+class CliRun:
+    """``python -m MODULE ARGS`` as a subprocess in its own process group, stdout and
+    stderr going to files (progress lines would fill a pipe)."""
+
+    def __init__(self, tmp_path: Path, args: List[str], env: Optional[Dict[str, str]] = None,
+                 module: str = "pipelines.scale_up", name: str = "run") -> None:
+        self.stdout_path = tmp_path / f"{name}.stdout.txt"
+        self.stderr_path = tmp_path / f"{name}.stderr.txt"
+        self.started = time.monotonic()
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", module, *args],
+                cwd=ROOT, env=env if env is not None else dict(os.environ),
+                stdout=out, stderr=err, start_new_session=True)
+        self.elapsed: Optional[float] = None
+
+    def wait(self, timeout: float = RUN_TIMEOUT_S) -> int:
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"the run did not end within {timeout:.0f} s (a hang); stderr:\n"
+                        + self.stderr_tail())
+        self.elapsed = time.monotonic() - self.started
+        return code
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the command itself (as a scheduler would)."""
+        self.process.send_signal(signum)
+
+    def kill(self) -> None:
+        """SIGKILL to the run's process group (only processes this test started)."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(encoding="utf-8", errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
+
+    def stderr_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.stderr.splitlines()[-lines:])
+
+    def report(self) -> Optional[Dict[str, Any]]:
+        """The JSON report on the last stdout line (None if nothing was printed)."""
+        lines = self.stdout.strip().splitlines()
+        return json.loads(lines[-1]) if lines else None
+
+    def error_lines(self) -> List[str]:
+        return [line for line in self.stderr.splitlines() if line.startswith("error:")]
+
+    def wait_for_stderr(self, pattern: str, timeout: float) -> Optional[float]:
+        """Seconds until ``pattern`` appears in stderr; None if the run ended first or
+        ``timeout`` passed."""
+        started = time.monotonic()
+        regex = re.compile(pattern, re.MULTILINE)
+        while time.monotonic() - started < timeout:
+            if regex.search(self.stderr):
+                return time.monotonic() - started
+            if self.process.poll() is not None:
+                return None
+            time.sleep(0.2)
+        return None
+
+
+# --------------------------------------------------------------------------- the network
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def bolt_port(uri: str) -> int:
+    """The port of a Bolt URI on this machine; skips the test for any other server."""
+    match = re.fullmatch(r"(?:bolt|neo4j)://(?:127\.0\.0\.1|localhost):(\d+)", uri)
+    if match is None:
+        pytest.skip(f"this test needs a Neo4j on 127.0.0.1, not {uri}")
+    return int(match.group(1))
