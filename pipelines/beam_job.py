@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Dict, Sequence
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    FlinkRunnerOptions,
+    PipelineOptions,
+    PortableOptions,
+    StandardOptions,
+)
 
 from transforms.model import METRICS_NAMESPACE, DeadLetter
 
@@ -34,6 +41,32 @@ def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
 def runner_name(options: PipelineOptions) -> str:
     """The runner's short name (``FnApiRunner``, ``FlinkRunner``), for reports."""
     return options.view_as(StandardOptions).runner.rsplit(".", 1)[-1]
+
+
+def parallel_writers(options: PipelineOptions) -> int:
+    """How many instances of the write stage can run at once under ``options``.
+
+    Flink runs one per task slot of the job (``--parallelism``, which
+    ``pipelines.infra.flink.flink_options`` always sets); the local runner one per
+    ``--direct_num_workers`` (0: one per core). Other runners are taken as one.
+    ``--max-concurrent-writes`` is shared out over them so that it bounds the writes
+    in flight in total.
+    """
+    runner = runner_name(options)
+    if runner == "FlinkRunner":
+        return max(1, options.view_as(FlinkRunnerOptions).parallelism)
+    if runner in (DEFAULT_RUNNER, "DirectRunner"):
+        workers = options.view_as(DirectOptions).direct_num_workers
+        return workers if workers > 0 else (os.cpu_count() or 1)
+    return 1
+
+
+def workers_share_this_process(options: PipelineOptions) -> bool:
+    """Whether the DoFns run inside the launching process (so its globals see them):
+    the local runners, and any portable run with ``--environment_type=LOOPBACK``."""
+    if runner_name(options) in (DEFAULT_RUNNER, "DirectRunner"):
+        return True
+    return (options.view_as(PortableOptions).environment_type or "").upper() == "LOOPBACK"
 
 
 def metric_totals(result: beam.runners.runner.PipelineResult) -> Dict[str, Any]:

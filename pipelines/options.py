@@ -50,8 +50,11 @@ class ScaleUpOptions(PipelineOptions):
                                  "operation id completes it without duplicates")
         parser.add_argument("--max-concurrent-writes", dest="max_concurrent_writes", type=int,
                             default=5,
-                            help="write transactions in flight at once per worker "
-                                 f"(1-{MAX_CONCURRENT_WRITES}, default 5)")
+                            help="write transactions in flight at once in total, across "
+                                 "all workers: size it to the Neo4j server, not to the "
+                                 "cluster (each of a run's P parallel writers, e.g. Flink's "
+                                 "--parallelism, gets 1/P of it, so it must be at least P; "
+                                 f"1-{MAX_CONCURRENT_WRITES}, default 5)")
         parser.add_argument("--batch-size", dest="batch_size", type=int, default=None,
                             help="rows per write transaction (default: adaptive, from the "
                                  "expected count)")

@@ -18,8 +18,17 @@ from typing import Any, Dict, Optional, Sequence
 import apache_beam as beam
 import psutil
 
-from pipelines.beam_job import log_dead_letter, metric_totals, pipeline_options, runner_name
-from pipelines.cli import ProgressReporter, configure_logging, exit_code_of, parsed
+from pipelines.beam_job import (
+    log_dead_letter,
+    metric_totals,
+    parallel_writers,
+    pipeline_options,
+    runner_name,
+    workers_share_this_process,
+)
+from pipelines.cli import ProgressReporter, UsageError, configure_logging, exit_code_of, parsed
+from pipelines.infra.flink import flink_options
+from pipelines.infra.processes import InfraError
 from pipelines.operation import lifecycle, record
 from pipelines.options import MAX_NEW_NODES, ScaleUpConfig, parse_arguments
 from pipelines.plan import PlanError, TemplatePlan, plan_templates
@@ -52,7 +61,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         print(text)
         return 0 if report["status"] in (record.SUCCEEDED, PLANNED) else 1
 
-    return exit_code_of(connection, scale_up_and_report, bad_input=(PlanError,))
+    return exit_code_of(connection, scale_up_and_report, bad_input=(PlanError, InfraError))
 
 
 def scale_up(config: ScaleUpConfig, connection: Neo4jConnection,
@@ -73,21 +82,25 @@ def scale_up(config: ScaleUpConfig, connection: Neo4jConnection,
             plan.new_node_count + plan.new_relationship_count, "write")
         if config.dry_run:
             return dry_run_report(config, plan, batch_size)
+        options = pipeline_options(flink_options(beam_args))
+        runner = runner_name(options)  # portable runners clear the option when they submit
+        writes_per_worker = _writes_per_worker(config.max_concurrent_writes, parallel_writers(options))
         lifecycle.check_resumable(driver, database, config)
         created_indexes = ensure_indexes(driver, database)
         _LOG.info("operation %s: %d templates → %d new nodes, %d new relationships; "
-                  "batches of %d rows, %d concurrent writes",
+                  "batches of %d rows, at most %d concurrent writes (%d per worker)",
                   config.operation_id, plan.template_count, plan.new_node_count,
-                  plan.new_relationship_count, batch_size, config.max_concurrent_writes)
-        options = pipeline_options(beam_args)
+                  plan.new_relationship_count, batch_size, config.max_concurrent_writes,
+                  writes_per_worker)
         with lifecycle.running(driver, database, config) as generation_timestamp:
             settings = ReplicationSettings(config.operation_id, generation_timestamp,
                                            plan.copy_rule, shards=config.max_concurrent_writes)
             pipeline_started = time.monotonic()
-            result = run_pipeline(options, connection, plan, settings, batch_size, config)
+            result = run_pipeline(options, connection, driver, plan, settings, batch_size,
+                                  writes_per_worker, config)
             pipeline_seconds = time.monotonic() - pipeline_started
         report = run_report(
-            config, plan, runner_name(options), metric_totals(result),
+            config, plan, runner, metric_totals(result),
             record.written_by_type(driver, database, config.operation_id), created_indexes,
             batch_size, duration=time.monotonic() - started, pipeline_seconds=pipeline_seconds,
             memory={"start_mb": round(rss_start_mb, 1),
@@ -119,14 +132,32 @@ def build_pipeline(pipeline: beam.Pipeline, connection: Neo4jConnection, plan: T
     )
 
 
-def run_pipeline(options, connection: Neo4jConnection, plan: TemplatePlan,
-                 settings: ReplicationSettings, batch_size: int,
+def _writes_per_worker(max_concurrent_writes: int, workers: int) -> int:
+    """The share of ``--max-concurrent-writes`` of each of ``workers`` parallel writers,
+    so that all of them together never have more transactions in flight."""
+    if max_concurrent_writes < workers:
+        raise UsageError(
+            f"--max-concurrent-writes {max_concurrent_writes} cannot be shared by the "
+            f"{workers} parallel writers of this run (its parallelism): give at least "
+            f"{workers}, or a lower --parallelism")
+    return max_concurrent_writes // workers
+
+
+def run_pipeline(options, connection: Neo4jConnection, driver, plan: TemplatePlan,
+                 settings: ReplicationSettings, batch_size: int, writes_per_worker: int,
                  config: ScaleUpConfig) -> beam.runners.runner.PipelineResult:
-    """Build and run the pipeline, logging progress while it runs."""
+    """Build and run the pipeline, logging progress while it runs: counted by the sink
+    when its workers run in this process, else counted in the database."""
     WRITE_PROGRESS.reset()
+    in_this_process = workers_share_this_process(options)
 
     def measure():
-        nodes, relationships = WRITE_PROGRESS.snapshot()
+        if in_this_process:
+            nodes, relationships = WRITE_PROGRESS.snapshot()
+        else:
+            written = record.written_by_type(driver, connection.database, config.operation_id)
+            nodes, relationships = (sum(written["nodes"].values()),
+                                    sum(written["relationships"].values()))
         return [("nodes", nodes, plan.new_node_count),
                 ("relationships written", relationships, plan.new_relationship_count)]
 
@@ -134,8 +165,7 @@ def run_pipeline(options, connection: Neo4jConnection, plan: TemplatePlan,
     progress.start()
     try:
         pipeline = beam.Pipeline(options=options)
-        build_pipeline(pipeline, connection, plan, settings, batch_size,
-                       config.max_concurrent_writes)
+        build_pipeline(pipeline, connection, plan, settings, batch_size, writes_per_worker)
         result = pipeline.run()
         result.wait_until_finish()
         return result

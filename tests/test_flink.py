@@ -1,390 +1,278 @@
-"""The scale-up on Beam's portable FlinkRunner, checked in Neo4j like the local run.
+"""The scale-up on Flink, checked in Neo4j: on a real local cluster (JobManager, TaskManager
+with 2 slots, EXTERNAL SDK workers started by the worker pool), on an embedded Flink
+(``--flink_master=[local]``) and, for comparison, on the default local runner.
 
-One small demo tenant (150 resources) is scaled x3 three times, each under its own
-operation id:
+A small generated tenant is scaled x3 with a second tenant beside it, once per runner
+and each under its own operation id, with ``--max-concurrent-writes 2`` and small
+batches, so that both Flink workers write at once. Every run must write exactly the
+planned counts, pass ``validate_operation`` (one-to-one relationships, no duplicates),
+report Beam metrics equal to the database, leave everything else unchanged, and never
+have more than 2 write transactions in flight in total (sampled with SHOW
+TRANSACTIONS). A re-run of the cluster's operation converges to the same graph. A run
+whose SDK worker is killed fails visibly and a re-run completes it.
 
-* ``portable``: ``--runner=PortableRunner --job_endpoint=embed --environment_type=LOOPBACK``,
-  Beam's own in-process job service: the same portable path as Flink (pipeline proto,
-  pickled DoFns, LOOPBACK SDK workers, metrics over the Job API) without the Java job
-  server. It runs first, so it also pays Neo4j's first Cypher planning for the others.
-* ``local``: the default runner (FnApiRunner), for the wall-time comparison;
-* ``flink``: ``pipelines.flink.flink_args()``, a local embedded Flink. Skipped, with the
-  reason, when the job server jar cannot be had (``pipelines.flink`` says what to do;
-  ``$TENANT_SCALER_REQUIRE_FLINK`` makes that a failure).
+Marked ``flink`` (``.ci/run`` runs them): the first run builds the job server jar with
+Maven (~150 MB of artifacts) and downloads Flink from PyPI (~235 MB), then caches both.
+Wall times go to ``benchmark-results/flink-vs-local.json`` (git-ignored) and are printed.
 
-Those tests are marked ``flink`` (not in the default run). Every run must write exactly
-the planned counts (report ``written``, i.e. Beam metrics, equal to Cypher counts), pass
-``validate_operation`` (one-to-one relationships, no duplicates), and report metrics the
-runner really delivered (committed or, where the runner only has those, attempted). Wall
-times and where the Flink run's time went go to ``benchmark-results/flink-vs-local.json``
-(git-ignored) and are printed. The unmarked tests at the end check ``pipelines.flink``
-itself (fetch-once logic with a fake ``mvn``, the flags) and run with the default suite.
-
-    NEO4J_HEAP=1g NEO4J_PAGECACHE=512m ./run_tests.sh -q -m flink tests/test_flink.py
+    ./run_tests.sh -q -m flink tests/test_flink.py
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import platform
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
-from apache_beam.metrics.metric import MetricsFilter
 
-from pipelines import flink, scale_up
+from pipelines import scale_up
 from pipelines.demo.load import load_demo_tenant
+from pipelines.infra import flink
 from pipelines.operation.validate import validate_operation
+from tests.support import ROOT, CliRun, fingerprint, operation_counts, operation_fingerprint, scalar
 from transforms.demo import DemoTenantSpec
-from transforms.model import METRICS_NAMESPACE
+
+pytestmark = pytest.mark.flink
 
 TENANT = "flink-tenant"
-RESOURCES = 150
+OTHER_TENANT = "flink-neighbour"
+RESOURCES = 300
 FACTOR = 3.0
 PARALLELISM = 2
-#: Set (e.g. in a CI that has the jar) to fail instead of skipping when Flink cannot run.
-REQUIRE_FLINK_ENV = "TENANT_SCALER_REQUIRE_FLINK"
-OPERATIONS = {"portable": "portable-op", "local": "local-op", "flink": "flink-op"}
-RESULTS = Path(__file__).resolve().parent.parent / "benchmark-results" / "flink-vs-local.json"
-PORTABLE_EMBEDDED = ["--runner=PortableRunner", "--job_endpoint=embed",
-                     "--environment_type=LOOPBACK"]
-#: Log messages that mark the phases of a portable run (Beam's and the job server's).
-MILESTONES = {
-    "job_server_process_started": "Really starting service",
-    "job_service_up": "JobService started on",
-    "job_running": "Job state changed to RUNNING",
-    "job_done": "Job state changed to DONE",
-}
+#: The total bound on write transactions in flight: one per Flink worker.
+MAX_CONCURRENT_WRITES = 2
+BATCH_SIZE = 25
+RESULTS = ROOT / "benchmark-results" / "flink-vs-local.json"
+#: Beam flags per run (the cluster's come from its ``flags``); the order they run in.
+EMBEDDED = ["--runner=FlinkRunner", "--flink_master=[local]", f"--parallelism={PARALLELISM}"]
+ORDER = ("local-runner", "embedded", "cluster")
 
 
-class _Timeline(logging.Handler):
-    """Remembers when Beam logged each milestone (seconds after ``start``).
-
-    Attached to the ``apache_beam`` logger, not the root one: ``scale_up.main`` resets
-    the root handlers (``basicConfig(force=True)``)."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.start = time.monotonic()
-        self.seen: dict[str, float] = {}
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        elapsed = round(time.monotonic() - self.start, 2)
-        for name, marker in MILESTONES.items():
-            if marker in message and name not in self.seen:
-                self.seen[name] = elapsed
-        if len(self.lines) < 400:
-            self.lines.append(f"{elapsed:7.2f} {record.name}: {message[:300]}")
-
-
-def _raw_metrics(result) -> dict:
-    """Each counter's committed and attempted value, per step, as the runner reported them."""
-    query = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
-    return {f"{c.key.step}/{c.key.metric.name}": [c.committed, c.attempted]
-            for c in query["counters"]}
-
-
-def _run(name: str, beam_args: list[str], report_dir: Path) -> dict:
-    """One scale-up through ``scale_up.main``; its report, wall time, raw metrics, timeline."""
-    report_path = report_dir / f"{name}.json"
-    raw: dict = {}
-    # scale_up reads its metrics through pipelines.beam_job.metric_totals (imported by name).
-    hook = "metric_totals" if hasattr(scale_up, "metric_totals") else "_metric_totals"
-    original = getattr(scale_up, hook)
-
-    def capturing_metric_totals(result):
-        raw.update(_raw_metrics(result))
-        return original(result)
-
-    timeline = _Timeline()
-    beam_logger = logging.getLogger("apache_beam")
-    beam_logger.addHandler(timeline)
-    try:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(scale_up, hook, capturing_metric_totals)
-            started = time.monotonic()
-            code = scale_up.run(["--tenant-id", TENANT, "--scale-factor", str(FACTOR),
-                                  "--operation-id", OPERATIONS[name], "--report", str(report_path),
-                                  *beam_args])
-            wall = time.monotonic() - started
-    finally:
-        beam_logger.removeHandler(timeline)
-    report = json.loads(report_path.read_text()) if report_path.exists() else None
-    return {"code": code, "report": report, "wall_s": round(wall, 2), "raw_metrics": raw,
-            "milestones": timeline.seen, "log": timeline.lines}
+def _flink_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipelines.flink", *args], cwd=ROOT,
+                          env=dict(os.environ), stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
-def runs(neo4j_connection, clear_neo4j, tmp_path_factory):
-    clear_neo4j()
+def cluster(neo4j_connection, tmp_path_factory):
+    """A local cluster started the way a user does; its SDK workers inherit the test
+    Neo4j's NEO4J_* settings (the conftest exports them) and read its password file."""
+    home = tmp_path_factory.mktemp("flink-home")
     began = time.monotonic()
-    loaded = load_demo_tenant(neo4j_connection, DemoTenantSpec(TENANT, resources=RESOURCES, seed=7))
-    load_s = time.monotonic() - began
-    report_dir = tmp_path_factory.mktemp("flink-reports")
-    results = {"portable": _run("portable", PORTABLE_EMBEDDED, report_dir),
-               "local": _run("local", [], report_dir)}
-    jar_began = time.monotonic()
+    started = _flink_cli("cluster", "start", "--home", str(home))
+    seconds = time.monotonic() - began
     try:
-        jar = flink.flink_job_server_jar()
-        jar_s = time.monotonic() - jar_began
-        results["flink"] = _run("flink", flink.flink_args(parallelism=PARALLELISM, jar=jar),
-                                report_dir)
-        results["flink"]["jar"] = {"path": str(jar), "mb": round(jar.stat().st_size / 1e6, 1),
-                                   "fetched_this_run": flink.fetch_count > 0,
-                                   "seconds_to_get": round(jar_s, 1)}
-    except flink.FlinkJobServerUnavailable as error:
-        results["flink"] = {"skipped": str(error).splitlines()[0]}
-    _record(results, loaded, load_s)
+        assert started.returncode == 0, started.stderr[-6000:]
+        state = flink.read_state(home)
+        flags = started.stdout.strip().splitlines()[-1].split()
+        assert flags == state.flags
+        yield {"home": home, "state": state, "flags": flags, "start_s": round(seconds, 1),
+               "start_log": started.stderr}
+    finally:
+        _flink_cli("cluster", "stop", "--home", str(home), timeout=120)
+
+
+@pytest.fixture(scope="module")
+def tenants(neo4j_connection, neo4j_driver, clear_neo4j):
+    clear_neo4j()
+    for tenant, seed in ((TENANT, 7), (OTHER_TENANT, 8)):
+        load_demo_tenant(neo4j_connection, DemoTenantSpec(tenant, resources=RESOURCES, seed=seed))
+    return {"before": fingerprint(neo4j_driver)}
+
+
+class InFlightWrites(threading.Thread):
+    """Samples, as fast as the server answers, how many of the sink's write transactions
+    (``UNWIND $rows ...``) are running; keeps the largest number and how often any was."""
+
+    def __init__(self, driver) -> None:
+        super().__init__(daemon=True)
+        self._driver = driver
+        self._done = threading.Event()
+        self.most = 0
+        self.samples = 0
+        self.busy_samples = 0
+
+    def run(self) -> None:
+        while not self._done.is_set():
+            running = scalar(self._driver,
+                             "SHOW TRANSACTIONS YIELD currentQuery, status "
+                             "WHERE currentQuery STARTS WITH 'UNWIND $rows' "
+                             "   OR currentQuery STARTS WITH 'UNWIND range(0, size($rows)' "
+                             "RETURN count(*)")
+            self.samples += 1
+            self.busy_samples += running > 0
+            self.most = max(self.most, running)
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+
+def _scale_up(tmp_path: Path, operation_id: str, beam_args, neo4j_driver) -> dict:
+    report_path = tmp_path / f"{operation_id}-{time.monotonic_ns()}.json"
+    sampler = InFlightWrites(neo4j_driver)
+    sampler.start()
+    began = time.monotonic()
+    try:
+        code = scale_up.run(["--tenant-id", TENANT, "--scale-factor", str(FACTOR),
+                             "--operation-id", operation_id, "--batch-size", str(BATCH_SIZE),
+                             "--max-concurrent-writes", str(MAX_CONCURRENT_WRITES),
+                             "--report", str(report_path), *beam_args])
+    finally:
+        wall = time.monotonic() - began
+        sampler.stop()
+    report = json.loads(report_path.read_text()) if report_path.exists() else None
+    return {"code": code, "report": report, "wall_s": round(wall, 2),
+            "in_flight": {"most": sampler.most, "samples": sampler.samples,
+                          "busy_samples": sampler.busy_samples}}
+
+
+@pytest.fixture(scope="module")
+def runs(cluster, tenants, neo4j_driver, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("flink-reports")
+    arguments = {"local-runner": [], "embedded": EMBEDDED, "cluster": cluster["flags"]}
+    results = {name: _scale_up(tmp_path, f"op-{name}", arguments[name], neo4j_driver)
+               for name in ORDER}
+    first = operation_fingerprint(neo4j_driver, "op-cluster")
+    results["cluster-rerun"] = _scale_up(tmp_path, "op-cluster", cluster["flags"], neo4j_driver)
+    results["cluster-rerun"]["converged"] = operation_fingerprint(neo4j_driver, "op-cluster") == first
+    _record(results, cluster)
     return results
 
 
-def _record(results: dict, loaded: dict, load_s: float) -> None:
+def _record(results: dict, cluster: dict) -> None:
     summary = {
-        "tenant": {"resources": RESOURCES, "nodes": loaded.get("nodes_written"),
-                   "relationships": loaded.get("relationships_written"),
-                   "load_s": round(load_s, 1)},
-        "scale_factor": FACTOR,
+        "tenant": {"resources": RESOURCES, "scale_factor": FACTOR, "neighbour": OTHER_TENANT},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "order": list(results),
-        "runs": {},
+        "cluster_start_s": cluster["start_s"],
+        "order": [*ORDER, "cluster-rerun"],
+        "runs": {name: {"exit": run["code"], "wall_s": run["wall_s"],
+                        "pipeline_s": (run["report"] or {}).get("pipeline_s"),
+                        "written": (run["report"] or {}).get("written"),
+                        "in_flight": run["in_flight"]}
+                 for name, run in results.items()},
     }
-    for name, run in results.items():
-        if "skipped" in run:
-            summary["runs"][name] = {"skipped": run["skipped"]}
-            continue
-        report = run["report"] or {}
-        summary["runs"][name] = {
-            "runner": report.get("runner"), "operation_id": OPERATIONS[name], "exit": run["code"],
-            "wall_s": run["wall_s"], "pipeline_s": report.get("pipeline_s"),
-            "neo4j_write_time_s": (report.get("neo4j") or {}).get("write_time_s"),
-            "written": report.get("written"), "milestones_s": run["milestones"],
-            # How the runner delivered the counters: committed values, or attempted only.
-            "counters": {"reported": len(run["raw_metrics"]),
-                         "without_committed": sum(1 for committed, _ in run["raw_metrics"].values()
-                                                  if committed is None),
-                         "without_attempted": sum(1 for _, attempted in run["raw_metrics"].values()
-                                                  if attempted is None)},
-            **({"jar": run["jar"]} if "jar" in run else {}),
-        }
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def _completed(runs, name):
+def _succeeded(runs, name) -> dict:
     run = runs[name]
-    if "skipped" in run:
-        if os.environ.get(REQUIRE_FLINK_ENV):
-            pytest.fail(f"${REQUIRE_FLINK_ENV} is set but the Flink job server is unavailable: "
-                        f"{run['skipped']}")
-        pytest.skip(f"Flink job server unavailable: {run['skipped']} "
-                    f"(set ${flink.JAR_ENV} to a job server jar to run it)")
-    assert run["code"] == 0 and run["report"] is not None, "\n".join(run["log"][-60:])
-    return run
+    assert run["code"] == 0 and run["report"] is not None, run
+    assert run["report"]["status"] == "succeeded" and run["report"]["errors"] == []
+    return run["report"]
 
 
-def _count(driver, query, **params):
-    return driver.execute_query(query, **params).records[0][0]
-
-
-@pytest.mark.flink
-@pytest.mark.parametrize("name", list(OPERATIONS))
+@pytest.mark.parametrize("name", ORDER)
 def test_writes_exactly_the_planned_counts(runs, neo4j_driver, name):
-    report = _completed(runs, name)["report"]
-    operation_id = OPERATIONS[name]
-    nodes = _count(neo4j_driver, "MATCH (n:Resource {scale_operation_id: $op}) RETURN count(n)",
-                   op=operation_id)
-    relationships = _count(neo4j_driver, "MATCH ()-[r]->() WHERE r.scale_operation_id = $op "
-                                         "RETURN count(r)", op=operation_id)
-    templates = _count(neo4j_driver, "MATCH (t:Resource {tenant_id: $tenant}) WHERE NOT t:Original "
+    report = _succeeded(runs, name)
+    counts = operation_counts(neo4j_driver, f"op-{name}")
+    templates = scalar(neo4j_driver, "MATCH (t:Resource {tenant_id: $tenant}) WHERE NOT t:Original "
                                      "AND t.synthetic IS NULL RETURN count(t)", tenant=TENANT)
-    assert report["status"] == "succeeded" and report["errors"] == [], report["errors"]
-    assert nodes == round(templates * (FACTOR - 1)) == report["expected"]["nodes"]
-    assert relationships == report["expected"]["relationships"] and relationships > nodes
-    assert sum(report["in_database"]["nodes"].values()) == nodes
-    assert sum(report["in_database"]["relationships"].values()) == relationships
+    assert counts["nodes"] == round(templates * (FACTOR - 1)) == report["expected"]["nodes"]
+    assert counts["relationships"] == report["expected"]["relationships"] > counts["nodes"]
     assert report["dead_letters"] == 0
+    expected_runner = "FnApiRunner" if name == "local-runner" else "FlinkRunner"
+    assert report["runner"] == expected_runner
 
 
-@pytest.mark.flink
-@pytest.mark.parametrize("name", list(OPERATIONS))
+@pytest.mark.parametrize("name", ORDER)
 def test_every_invariant_holds(runs, neo4j_driver, neo4j_connection, name):
-    report = _completed(runs, name)["report"]
-    result = validate_operation(neo4j_driver, neo4j_connection.database, OPERATIONS[name])
+    report = _succeeded(runs, name)
+    result = validate_operation(neo4j_driver, neo4j_connection.database, f"op-{name}")
     assert result.nodes_checked == report["expected"]["nodes"]
     assert result.ok, result.to_dict()
 
 
-@pytest.mark.flink
-@pytest.mark.parametrize("name", list(OPERATIONS))
-def test_metrics_the_runner_reported_equal_the_database(runs, neo4j_driver, name):
-    """``written`` comes from Beam metrics: whatever the runner delivered must add up to what
-    is in the database, and every counter must have a value the report can use."""
-    run = _completed(runs, name)
-    operation_id = OPERATIONS[name]
-    nodes = _count(neo4j_driver, "MATCH (n:Resource {scale_operation_id: $op}) RETURN count(n)",
-                   op=operation_id)
-    relationships = _count(neo4j_driver, "MATCH ()-[r]->() WHERE r.scale_operation_id = $op "
-                                         "RETURN count(r)", op=operation_id)
-    assert run["report"]["written"] == {"nodes": nodes, "relationships": relationships}
-    raw = run["raw_metrics"]
-    assert any(key.endswith("/nodes_written") for key in raw), raw
-    for key, (committed, attempted) in raw.items():
-        assert committed is not None or attempted is not None, key
-        if committed is not None and attempted is not None:
-            assert committed == attempted, (key, committed, attempted)
-    for metric, expected in (("nodes_written", nodes), ("relationships_written", relationships)):
-        values = [committed if committed is not None else attempted
-                  for key, (committed, attempted) in raw.items() if key.endswith("/" + metric)]
-        assert sum(values) == expected, (metric, raw)
+@pytest.mark.parametrize("name", ORDER)
+def test_the_reports_metrics_equal_the_database(runs, neo4j_driver, name):
+    report = _succeeded(runs, name)
+    counts = operation_counts(neo4j_driver, f"op-{name}")
+    assert report["written"] == counts
+    assert {what: sum(by_type.values()) for what, by_type in report["in_database"].items()} == counts
 
 
-@pytest.mark.flink
-def test_flink_really_ran_on_flink(runs):
-    run = _completed(runs, "flink")
-    assert run["report"]["runner"] == "FlinkRunner"
-    # The job server was started and the job went through Flink's states.
-    assert {"job_server_process_started", "job_running", "job_done"} <= set(run["milestones"]), (
-        "\n".join(run["log"][-80:]))
+def test_nothing_else_changed(runs, tenants, neo4j_driver):
+    assert fingerprint(neo4j_driver) == tenants["before"]
+    assert scalar(neo4j_driver, "MATCH (n:Resource {tenant_id: $t}) WHERE n.synthetic = true "
+                                "RETURN count(n)", t=OTHER_TENANT) == 0
 
 
-@pytest.mark.flink
-def test_wall_times_are_recorded(runs, capsys):
+@pytest.mark.parametrize("name", ORDER)
+def test_writes_in_flight_never_exceed_the_bound(runs, name):
+    in_flight = runs[name]["in_flight"]
+    # The sampler saw the writes (so a count above the bound could not have hidden).
+    assert in_flight["busy_samples"] > 0, in_flight
+    assert 1 <= in_flight["most"] <= MAX_CONCURRENT_WRITES, in_flight
+
+
+def test_a_rerun_converges(runs, neo4j_driver):
+    report = _succeeded(runs, "cluster-rerun")
+    assert runs["cluster-rerun"]["converged"]
+    assert operation_counts(neo4j_driver, "op-cluster") == {
+        "nodes": report["expected"]["nodes"], "relationships": report["expected"]["relationships"]}
+
+
+def _sdk_workers(cluster) -> list:
+    """The SDK worker processes the cluster's worker pool started (its children)."""
+    pool = psutil.Process(cluster["state"].processes["worker_pool"].pid)
+    return pool.children(recursive=True)
+
+
+def test_a_killed_worker_fails_the_run_and_a_rerun_completes_it(runs, cluster, neo4j_driver,
+                                                                 neo4j_connection, tmp_path):
+    operation = "op-killed"
+    # A longer run (x12, batches of 10) so that the kill lands while it writes.
+    args = ["--tenant-id", TENANT, "--scale-factor", "12", "--operation-id", operation,
+            "--batch-size", "10", "--max-concurrent-writes", str(MAX_CONCURRENT_WRITES),
+            "--progress-interval", "1", *cluster["flags"]]
+    run = CliRun(tmp_path, args, env=dict(os.environ), name="killed")
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and run.process.poll() is None:
+        if operation_counts(neo4j_driver, operation)["nodes"] > 0 and _sdk_workers(cluster):
+            break
+        time.sleep(0.2)
+    assert run.process.poll() is None, f"the run ended before it wrote: {run.stderr_tail()}"
+    killed = _sdk_workers(cluster)
+    for worker in killed:
+        worker.kill()
+    code = run.wait()
+    assert killed and code == 1, run.stderr_tail()
+    last_error = run.error_lines()[-1]
+    assert operation in last_error, last_error  # says which operation to resume
+    partial = operation_counts(neo4j_driver, operation)
+
+    code, report = _rerun(tmp_path, args)
+    assert code == 0 and report["status"] == "succeeded", report
+    counts = operation_counts(neo4j_driver, operation)
+    assert counts == {"nodes": report["expected"]["nodes"],
+                      "relationships": report["expected"]["relationships"]}
+    assert counts["nodes"] > partial["nodes"] or counts["relationships"] > partial["relationships"]
+    assert validate_operation(neo4j_driver, neo4j_connection.database, operation).ok
+
+
+def _rerun(tmp_path: Path, args) -> tuple:
+    report_path = tmp_path / "rerun.json"
+    code = scale_up.run([*args, "--report", str(report_path)])
+    return code, json.loads(report_path.read_text()) if report_path.exists() else None
+
+
+def test_wall_times_are_recorded(runs, cluster, capsys):
     summary = json.loads(RESULTS.read_text())
-    lines = [f"scale-up x{FACTOR:g} of a {RESOURCES}-resource tenant "
-             f"(results: {RESULTS.relative_to(RESULTS.parent.parent)})"]
-    for name, run in summary["runs"].items():
-        if "skipped" in run:
-            lines.append(f"  {name:9s} skipped: {run['skipped']}")
-        else:
-            lines.append(f"  {name:9s} wall {run['wall_s']:7.2f} s, pipeline {run['pipeline_s']} s, "
-                         f"Neo4j write time {run['neo4j_write_time_s']} s, "
-                         f"milestones {run['milestones_s']}")
+    lines = [f"scale-up x{FACTOR:g} of a {RESOURCES}-resource tenant; cluster start "
+             f"{cluster['start_s']} s (results: {RESULTS.relative_to(ROOT)})"]
+    for name in summary["order"]:
+        run = summary["runs"][name]
+        lines.append(f"  {name:13s} wall {run['wall_s']:7.2f} s, pipeline {run['pipeline_s']} s, "
+                     f"most writes in flight {run['in_flight']['most']}")
     with capsys.disabled():
         print("\n" + "\n".join(lines))
-    assert summary["runs"]["local"]["wall_s"] > 0
-
-
-# --------------------------------------------------------------------------- fast, unmarked:
-# pipelines.flink itself (no Maven download, no Flink), run with the default suite.
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("TENANT_SCALER_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv(flink.JAR_ENV, raising=False)
-    monkeypatch.delenv(flink.VERSION_ENV, raising=False)
-    return tmp_path / "cache"
-
-
-def _fake_mvn(directory: Path, behaviour: str) -> None:
-    """An ``mvn`` that "fetches" by writing a jar into -DoutputDirectory, or fails like
-    Maven does for an artifact the repository does not serve."""
-    directory.mkdir(parents=True, exist_ok=True)
-    script = directory / "mvn"
-    if behaviour == "fetch":
-        body = ('for a in "$@"; do case $a in -Dartifact=*) art=${a#-Dartifact=};; '
-                '-DoutputDirectory=*) out=${a#-DoutputDirectory=};; esac; done\n'
-                'IFS=: read -r g n v <<< "$art"\n'
-                'echo jar > "$out/$n-$v.jar"; echo "$@" >> "$out/../mvn-calls"\n')
-    else:
-        body = 'echo "[ERROR] Could not find artifact $3 in central"; exit 1\n'
-    script.write_text("#!/usr/bin/env bash\n" + body, encoding="utf-8")
-    script.chmod(0o755)
-
-
-def test_fetches_once_with_maven_then_reuses_the_cached_jar(cache, tmp_path, monkeypatch):
-    _fake_mvn(tmp_path / "bin", "fetch")
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setattr(flink, "fetch_count", 0)
-    first = flink.flink_job_server_jar()
-    second = flink.flink_job_server_jar()
-    assert first == second == flink.jar_path() and first.is_file()
-    assert first.parent.parent == cache and first.name == (
-        f"beam-runners-flink-{flink.FLINK_VERSION}-job-server-{flink.BEAM_VERSION}.jar")
-    assert flink.fetch_count == 1
-    assert len((cache / "mvn-calls").read_text().splitlines()) == 1
-
-
-def test_a_fetch_without_its_marker_is_redone(cache, tmp_path, monkeypatch):
-    _fake_mvn(tmp_path / "bin", "fetch")
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
-    jar = flink.jar_path()
-    jar.parent.mkdir(parents=True)
-    jar.write_text("half a jar")  # an interrupted fetch: no marker
-    monkeypatch.setattr(flink, "fetch_count", 0)
-    assert flink.flink_job_server_jar() == jar and jar.read_text().strip() == "jar"
-    assert flink.fetch_count == 1
-
-
-def test_an_unserved_artifact_says_what_to_do(cache, tmp_path, monkeypatch):
-    _fake_mvn(tmp_path / "bin", "missing")
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
-    with pytest.raises(flink.FlinkJobServerUnavailable) as error:
-        flink.flink_job_server_jar("2.0")
-    message = str(error.value)
-    assert "does not serve org.apache.beam:beam-runners-flink-2.0-job-server:" in message
-    assert flink.JAR_ENV in message and not flink.jar_present("2.0")
-
-
-def test_a_provided_jar_is_used_as_it_is(cache, tmp_path, monkeypatch):
-    jar = tmp_path / "my-job-server.jar"
-    jar.write_text("jar")
-    monkeypatch.setenv(flink.JAR_ENV, str(jar))
-    monkeypatch.setattr(flink, "fetch_count", 0)
-    assert flink.flink_job_server_jar() == jar.resolve() and flink.fetch_count == 0
-    monkeypatch.setenv(flink.JAR_ENV, str(tmp_path / "missing.jar"))
-    with pytest.raises(flink.FlinkJobServerUnavailable, match="not a file"):
-        flink.flink_job_server_jar()
-
-
-def test_unsupported_flink_version_is_refused(cache):
-    with pytest.raises(flink.FlinkJobServerUnavailable, match="1.19, 1.20, 2.0, 2.1, 2.2"):
-        flink.artifact("1.15")
-
-
-def test_flink_args_are_beam_options_for_a_local_flink(tmp_path):
-    from apache_beam.options.pipeline_options import (FlinkRunnerOptions, JobServerOptions,
-                                                      PipelineOptions, PortableOptions,
-                                                      StandardOptions)
-    jar = tmp_path / "job-server.jar"
-    options = PipelineOptions(flink.flink_args(parallelism=3, jar=jar))
-    assert options.view_as(StandardOptions).runner == "FlinkRunner"
-    flink_options = options.view_as(FlinkRunnerOptions)
-    assert (flink_options.flink_master, flink_options.flink_version, flink_options.parallelism,
-            flink_options.flink_job_server_jar) == ("[local]", flink.FLINK_VERSION, 3, str(jar))
-    assert options.view_as(PortableOptions).environment_type == "LOOPBACK"
-    properties = options.view_as(JobServerOptions).job_server_jvm_properties
-    assert properties == list(flink.JOB_SERVER_JVM_PROPERTIES)
-    assert "-Xmx1g" in properties and "--add-opens=java.base/java.util=ALL-UNNAMED" in properties
-    # Every flag is one Beam knows (an unknown one would be dropped with a warning).
-    known = options.get_all_options()
-    assert set(options.get_all_options(retain_unknown_options=True)) - set(known) == set()
-    with pytest.raises(ValueError):
-        flink.flink_args(parallelism=0, jar=jar)
-
-
-def test_versions_are_the_installed_beams():
-    import apache_beam
-    from apache_beam.options.pipeline_options import FlinkRunnerOptions
-    assert flink.BEAM_VERSION == apache_beam.__version__
-    assert flink.SUPPORTED_FLINK_VERSIONS == tuple(FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS)
-    assert flink.FLINK_VERSION in flink.SUPPORTED_FLINK_VERSIONS
-
-
-def test_cli_prints_the_flags_on_one_line(cache, tmp_path, monkeypatch, capsys):
-    jar = tmp_path / "job-server.jar"
-    jar.write_text("jar")
-    monkeypatch.setenv(flink.JAR_ENV, str(jar))
-    assert flink.main(["args", "-p", "4"]) == 0
-    printed = capsys.readouterr().out.strip()
-    assert "\n" not in printed and "--parallelism=4" in printed
-    assert f"--flink_job_server_jar={jar.resolve()}" in printed.split()
-    assert flink.main(["fetch"]) == 0
-    assert capsys.readouterr().out.strip() == str(jar.resolve())
-    monkeypatch.setenv(flink.JAR_ENV, str(tmp_path / "missing.jar"))
-    assert flink.main(["fetch"]) == 2
+    assert all(summary["runs"][name]["wall_s"] > 0 for name in summary["order"])

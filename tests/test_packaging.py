@@ -217,3 +217,46 @@ def test_sdist_for_setup_file_builds_and_holds_both_packages(tmp_path):
         names = {"/".join(name.split("/")[1:]) for name in archive.getnames()}
     assert {"setup.py", "pipelines/__init__.py", "transforms/__init__.py",
             "pipelines/scale_up.py", "transforms/write.py"} <= names
+
+
+def _pickled_payloads(pipeline: beam.Pipeline) -> list:
+    """The raw pickle bytes of every DoFn in the pipeline's portable form (what a runner
+    receives): Beam stores them compressed (bz2 in 2.62, zlib in other versions) and
+    base64-encoded."""
+    import base64
+    import bz2
+    import zlib
+
+    from apache_beam.portability import common_urns
+    from apache_beam.portability.api import beam_runner_api_pb2
+
+    proto = pipeline.to_runner_api()
+    payloads = []
+    for transform in proto.components.transforms.values():
+        if transform.spec.urn == common_urns.primitives.PAR_DO.urn:
+            pardo = beam_runner_api_pb2.ParDoPayload.FromString(transform.spec.payload)
+            packed = base64.b64decode(pardo.do_fn.payload)
+            if packed:
+                payloads.append(bz2.decompress(packed) if packed.startswith(b"BZh")
+                                else zlib.decompress(packed))
+    return payloads
+
+
+def test_the_serialized_pipeline_does_not_contain_the_password():
+    payloads = _pickled_payloads(scale_up_pipeline())
+    # The search sees inside the payloads: the URI that does travel is found there.
+    assert any(CONNECTION.uri.encode() in payload for payload in payloads)
+    assert not any(CONNECTION.password.encode() in payload for payload in payloads)
+    assert CONNECTION.password.encode() not in scale_up_pipeline().to_runner_api().SerializeToString()
+
+
+def test_an_unpickled_connection_takes_the_password_of_its_own_process(monkeypatch):
+    travelled = pickler.dumps(CONNECTION)
+    monkeypatch.delenv("NEO4J_PASSWORD_FILE", raising=False)  # the test session may export it
+    monkeypatch.setenv("NEO4J_PASSWORD", "the-workers-own")
+    arrived = pickler.loads(travelled)
+    assert (arrived.uri, arrived.user, arrived.database) == (CONNECTION.uri, CONNECTION.user,
+                                                              CONNECTION.database)
+    assert arrived.password == "the-workers-own"
+    monkeypatch.delenv("NEO4J_PASSWORD")
+    assert pickler.loads(travelled).password is None

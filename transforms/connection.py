@@ -3,6 +3,11 @@
 The settings travel inside pickled DoFns to whatever worker runs them, so they are
 plain values; the driver itself is never pickled: each DoFn opens one in ``setup()``
 and closes it in ``teardown()`` (the driver is thread-safe but bound to its process).
+
+**The password never travels.** A pickled ``Neo4jConnection`` carries the URI, user and
+database only; unpickling it (on a Flink worker, say) reads the password from that
+process's own ``NEO4J_PASSWORD`` or ``NEO4J_PASSWORD_FILE``. A pipeline's serialized
+form, its logs and Beam's display data therefore never contain it.
 """
 
 from __future__ import annotations
@@ -60,6 +65,10 @@ class Neo4jConnection:
             database=database or environ.get("NEO4J_DATABASE") or DEFAULT_DATABASE,
         )
 
+    def __reduce__(self):
+        """Pickle without the password: the unpickling process reads its own (module doc)."""
+        return (_connection_of_this_process, (self.uri, self.user, self.database))
+
     def open_driver(self, **driver_options) -> neo4j.Driver:
         """A new driver for this process; the caller closes it.
 
@@ -76,3 +85,8 @@ class Neo4jConnection:
         driver_options.setdefault("connection_timeout", CONNECT_TIMEOUT_S)
         driver_options.setdefault("connection_acquisition_timeout", ACQUIRE_TIMEOUT_S)
         return neo4j.GraphDatabase.driver(self.uri, auth=auth, **driver_options)
+
+
+def _connection_of_this_process(uri: str, user: str, database: str) -> Neo4jConnection:
+    """An unpickled connection: the settings that travelled, this process's password."""
+    return Neo4jConnection.from_environment(uri=uri, user=user, database=database)
