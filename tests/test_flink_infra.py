@@ -588,7 +588,7 @@ def test_cluster_start_prints_the_flags_last_and_records_the_cluster(started):
         "jobmanager", "taskmanager", "worker_pool"}
     flags = result.stdout.strip().splitlines()[-1]
     assert flags == " ".join(cluster.flags)
-    assert flags.split()[:5] == [
+    assert flags.split()[:4] == [
         "--runner=FlinkRunner", f"--flink_master=127.0.0.1:{cluster.ports['rest']}",
         "--environment_type=EXTERNAL",
         f"--environment_config=127.0.0.1:{cluster.ports['worker_pool']}"]
