@@ -45,10 +45,23 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
-def _sleeper(*command: str) -> subprocess.Popen:
-    """A harmless process in its own session, as ``cluster start`` starts its servers."""
-    return subprocess.Popen(list(command) or ["sleep", "600"], start_new_session=True,
-                            stdin=subprocess.DEVNULL)
+@pytest.fixture
+def sleeper():
+    """Starts harmless processes, each in its own session as ``cluster start`` starts its
+    servers; kills the process group of every one still running at the end of the test."""
+    started = []
+
+    def start(*command: str) -> subprocess.Popen:
+        process = subprocess.Popen(list(command) or ["sleep", "600"], start_new_session=True,
+                                   stdin=subprocess.DEVNULL)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:  # a reaped leader's pid may belong to someone else now
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def _record(process: subprocess.Popen, log: str = "/dev/null") -> flink.ProcessRecord:
@@ -199,70 +212,57 @@ def test_other_runners_come_back_unchanged(cache, args):
 # --------------------------------------------------------------------------- stopping
 
 
-def test_stop_ends_every_recorded_process_group_and_is_idempotent(tmp_path):
+def test_stop_ends_every_recorded_process_group_and_is_idempotent(tmp_path, sleeper):
     home = tmp_path / "home"
     home.mkdir()
-    lone = _sleeper()
-    parent = _sleeper("sh", "-c", "sleep 600 & sleep 600 & wait")  # a group with children
+    lone = sleeper()
+    parent = sleeper("sh", "-c", "sleep 600 & sleep 600 & wait")  # a group with children
     flink._write_state(_cluster(home, {"jobmanager": _record(lone),
                                        "worker_pool": _record(parent)}))
     time.sleep(0.2)
     children = psutil.Process(parent.pid).children()
     assert len(children) == 2
-    try:
-        stopped = flink.stop_cluster(home)
-        assert stopped is not None and set(stopped.processes) == {"jobmanager", "worker_pool"}
-        assert lone.wait(5) == -signal.SIGTERM and parent.wait(5) == -signal.SIGTERM
-        assert not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE
-                       for child in children)
-        assert not flink.state_file(home).exists()
-        assert flink.stop_cluster(home) is None
-    finally:
-        for process in (lone, parent):
-            process.kill()
-            process.wait()
+    stopped = flink.stop_cluster(home)
+    assert stopped is not None and set(stopped.processes) == {"jobmanager", "worker_pool"}
+    assert lone.wait(5) == -signal.SIGTERM and parent.wait(5) == -signal.SIGTERM
+    assert not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE
+                   for child in children)
+    assert not flink.state_file(home).exists()
+    assert flink.stop_cluster(home) is None
 
 
-def test_stop_kills_what_ignores_sigterm(tmp_path):
+def test_stop_kills_what_ignores_sigterm(tmp_path, sleeper):
     home = tmp_path / "home"
     home.mkdir()
-    stubborn = _sleeper("sh", "-c", "trap '' TERM; sleep 600")
+    stubborn = sleeper("sh", "-c", "trap '' TERM; sleep 600")
     flink._write_state(_cluster(home, {"taskmanager": _record(stubborn)}))
     time.sleep(0.2)  # let the shell set its trap
-    try:
-        began = time.monotonic()
-        flink.stop_cluster(home, timeout=1.0)
-        assert stubborn.wait(5) == -signal.SIGKILL and time.monotonic() - began < 5
-    finally:
-        stubborn.kill()
-        stubborn.wait()
+    began = time.monotonic()
+    flink.stop_cluster(home, timeout=1.0)
+    assert stubborn.wait(5) == -signal.SIGKILL and time.monotonic() - began < 5
 
 
-def test_a_pid_now_used_by_another_process_is_left_alone(tmp_path):
+def test_a_pid_now_used_by_another_process_is_left_alone(tmp_path, sleeper):
     home = tmp_path / "home"
     home.mkdir()
-    other = _sleeper()
-    try:
-        record = _record(other)
-        reused = flink.ProcessRecord(record.pid, record.created - 3600, record.log)
-        flink._write_state(_cluster(home, {"jobmanager": reused}))
-        assert not flink.process_alive(reused)
-        flink.stop_cluster(home, timeout=1.0)
-        assert other.poll() is None and not flink.state_file(home).exists()
-    finally:
-        other.kill()
-        other.wait()
+    other = sleeper()
+    record = _record(other)
+    reused = flink.ProcessRecord(record.pid, record.created - 3600, record.log)
+    flink._write_state(_cluster(home, {"jobmanager": reused}))
+    assert not flink.process_alive(reused)
+    flink.stop_cluster(home, timeout=1.0)
+    assert other.poll() is None and not flink.state_file(home).exists()
 
 
 # --------------------------------------------------------------------------- running or not
 
 
-def test_flags_need_a_running_cluster(tmp_path, capsys):
+def test_flags_need_a_running_cluster(tmp_path, capsys, sleeper):
     home = tmp_path / "home"
     assert flink.main(["flags", "--home", str(home)]) == 2
     assert "cluster start" in capsys.readouterr().err
     home.mkdir()
-    gone = _sleeper()
+    gone = sleeper()
     record = _record(gone)
     gone.kill()
     gone.wait()
@@ -273,35 +273,27 @@ def test_flags_need_a_running_cluster(tmp_path, capsys):
     assert flink.main(["cluster", "status", "--home", str(home)]) == 1
 
 
-def test_flags_print_the_recorded_line_of_a_running_cluster(tmp_path, capsys):
+def test_flags_print_the_recorded_line_of_a_running_cluster(tmp_path, capsys, sleeper):
     home = tmp_path / "home"
     home.mkdir()
-    alive = _sleeper()
-    try:
-        cluster = _cluster(home, {"jobmanager": _record(alive)})
-        flink._write_state(cluster)
-        assert flink.main(["flags", "--home", str(home)]) == 0
-        assert capsys.readouterr().out == " ".join(cluster.flags) + "\n"
-        flink._write_state(_cluster(home, {"jobmanager": _record(alive)}, ready=False))
-        assert flink.main(["flags", "--home", str(home)]) == 2
-        assert "still starting" in capsys.readouterr().err
-    finally:
-        alive.kill()
-        alive.wait()
+    alive = sleeper()
+    cluster = _cluster(home, {"jobmanager": _record(alive)})
+    flink._write_state(cluster)
+    assert flink.main(["flags", "--home", str(home)]) == 0
+    assert capsys.readouterr().out == " ".join(cluster.flags) + "\n"
+    flink._write_state(_cluster(home, {"jobmanager": _record(alive)}, ready=False))
+    assert flink.main(["flags", "--home", str(home)]) == 2
+    assert "still starting" in capsys.readouterr().err
 
 
-def test_start_refuses_a_home_whose_cluster_runs(tmp_path):
+def test_start_refuses_a_home_whose_cluster_runs(tmp_path, sleeper):
     home = tmp_path / "home"
     home.mkdir()
-    alive = _sleeper()
-    try:
-        flink._write_state(_cluster(home, {"jobmanager": _record(alive)}))
-        with pytest.raises(flink.FlinkError, match="already running.*cluster stop"):
-            flink.start_cluster(home)  # needs Java 17 on PATH, as the suite does anyway
-        assert alive.poll() is None
-    finally:
-        alive.kill()
-        alive.wait()
+    alive = sleeper()
+    flink._write_state(_cluster(home, {"jobmanager": _record(alive)}))
+    with pytest.raises(flink.FlinkError, match="already running.*cluster stop"):
+        flink.start_cluster(home)  # needs Java 17 on PATH, as the suite does anyway
+    assert alive.poll() is None
 
 
 # --------------------------------------------------------------------------- start's errors
