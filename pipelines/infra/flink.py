@@ -69,7 +69,7 @@ from typing import Dict, List, Optional, Sequence
 import psutil
 
 import pipelines
-from pipelines.infra.maven import cache_root, fetch_once
+from pipelines.infra.maven import cache_root, dependency_xml, fetch_once
 from pipelines.infra.processes import (
     DIE_WITH_PARENT,
     LOG_TAIL_LINES,
@@ -182,8 +182,6 @@ def _job_server_pom() -> str:
     do, and nothing to download for them); ``maven-jar-plugin`` makes the empty main jar
     that ``maven-shade-plugin`` then replaces with every runtime dependency merged in.
     """
-    runner_group, runner_artifact, runner_version = RUNNER_ARTIFACT.split(":")
-    slf4j_group, slf4j_artifact, slf4j_version = SLF4J_BINDING.split(":")
     _, shade_artifact, shade_version = SHADE_PLUGIN.split(":")
     _, jar_artifact, jar_version = JAR_PLUGIN.split(":")
     unbound = "".join(
@@ -208,16 +206,8 @@ def _job_server_pom() -> str:
   <version>{BEAM_VERSION}</version>
   <packaging>jar</packaging>
   <dependencies>
-    <dependency>
-      <groupId>{runner_group}</groupId>
-      <artifactId>{runner_artifact}</artifactId>
-      <version>{runner_version}</version>
-    </dependency>
-    <dependency>
-      <groupId>{slf4j_group}</groupId>
-      <artifactId>{slf4j_artifact}</artifactId>
-      <version>{slf4j_version}</version>
-    </dependency>
+{dependency_xml(RUNNER_ARTIFACT)}
+{dependency_xml(SLF4J_BINDING)}
   </dependencies>
   <build>
     <plugins>{unbound}

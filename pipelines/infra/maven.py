@@ -22,6 +22,16 @@ DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 MAVEN_JAVA = 17
 
 
+def dependency_xml(coordinate: str, indent: str = "    ") -> str:
+    """The pom ``<dependency>`` element of a ``group:artifact:version`` coordinate."""
+    group, artifact, version = coordinate.split(":")
+    return (f"{indent}<dependency>\n"
+            f"{indent}  <groupId>{group}</groupId>\n"
+            f"{indent}  <artifactId>{artifact}</artifactId>\n"
+            f"{indent}  <version>{version}</version>\n"
+            f"{indent}</dependency>")
+
+
 def cache_root() -> Path:
     """``$TENANT_SCALER_CACHE``, else ``~/.cache/tenant-scaler``."""
     configured = os.environ.get("TENANT_SCALER_CACHE")

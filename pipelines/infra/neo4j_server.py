@@ -45,7 +45,7 @@ from typing import Callable, Optional
 import neo4j
 import neo4j.exceptions
 
-from pipelines.infra.maven import DEPENDENCY_PLUGIN, cache_root, fetch_once
+from pipelines.infra.maven import DEPENDENCY_PLUGIN, cache_root, dependency_xml, fetch_once
 from pipelines.infra.processes import (
     DIE_WITH_PARENT,
     LOG_TAIL_LINES,
@@ -116,11 +116,7 @@ def _pom(version: str) -> str:
   <version>1</version>
   <packaging>pom</packaging>
   <dependencies>
-    <dependency>
-      <groupId>org.neo4j</groupId>
-      <artifactId>neo4j</artifactId>
-      <version>{version}</version>
-    </dependency>
+{dependency_xml(f"org.neo4j:neo4j:{version}")}
   </dependencies>
   <build>
     <pluginManagement>
