@@ -32,11 +32,18 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pipelines import scale_up
 from pipelines.demo.load import load_demo_tenant
 from pipelines.infra import flink
 from pipelines.operation.validate import validate_operation
-from tests.support import ROOT, CliRun, fingerprint, operation_counts, operation_fingerprint, scalar
+from tests.support import (
+    ROOT,
+    CliRun,
+    fingerprint,
+    operation_counts,
+    operation_fingerprint,
+    run_scale_up,
+    scalar,
+)
 from transforms.demo import DemoTenantSpec
 
 pytestmark = pytest.mark.flink
@@ -117,19 +124,17 @@ class InFlightWrites(threading.Thread):
 
 
 def _scale_up(tmp_path: Path, operation_id: str, beam_args, neo4j_driver) -> dict:
-    report_path = tmp_path / f"{operation_id}-{time.monotonic_ns()}.json"
     sampler = InFlightWrites(neo4j_driver)
     sampler.start()
     began = time.monotonic()
     try:
-        code = scale_up.run(["--tenant-id", TENANT, "--scale-factor", str(FACTOR),
-                             "--operation-id", operation_id, "--batch-size", str(BATCH_SIZE),
-                             "--max-concurrent-writes", str(MAX_CONCURRENT_WRITES),
-                             "--report", str(report_path), *beam_args])
+        code, report = run_scale_up(
+            tmp_path, "--tenant-id", TENANT, "--scale-factor", str(FACTOR),
+            "--operation-id", operation_id, "--batch-size", str(BATCH_SIZE),
+            "--max-concurrent-writes", str(MAX_CONCURRENT_WRITES), *beam_args)
     finally:
         wall = time.monotonic() - began
         sampler.stop()
-    report = json.loads(report_path.read_text()) if report_path.exists() else None
     return {"code": code, "report": report, "wall_s": round(wall, 2),
             "in_flight": {"most": sampler.most, "samples": sampler.samples,
                           "busy_samples": sampler.busy_samples}}
@@ -250,19 +255,13 @@ def test_a_killed_worker_fails_the_run_and_a_rerun_completes_it(runs, cluster, n
     assert operation in last_error, last_error  # says which operation to resume
     partial = operation_counts(neo4j_driver, operation)
 
-    code, report = _rerun(tmp_path, args)
+    code, report = run_scale_up(tmp_path, *args)
     assert code == 0 and report["status"] == "succeeded", report
     counts = operation_counts(neo4j_driver, operation)
     assert counts == {"nodes": report["expected"]["nodes"],
                       "relationships": report["expected"]["relationships"]}
     assert counts["nodes"] > partial["nodes"] or counts["relationships"] > partial["relationships"]
     assert validate_operation(neo4j_driver, neo4j_connection.database, operation).ok
-
-
-def _rerun(tmp_path: Path, args) -> tuple:
-    report_path = tmp_path / "rerun.json"
-    code = scale_up.run([*args, "--report", str(report_path)])
-    return code, json.loads(report_path.read_text()) if report_path.exists() else None
 
 
 def test_wall_times_are_recorded(runs, cluster, capsys):

@@ -32,7 +32,8 @@ Why it is shaped like this:
   adds what it wrote to ``WRITE_PROGRESS``, process-wide counters that a thread of the
   launching process reads. That works whenever the SDK worker runs in that process
   (FnApiRunner, and Flink with ``--environment_type=LOOPBACK``); elsewhere they stay
-  at zero and only the final report is printed.
+  at zero and the launcher counts the operation's writes in Neo4j instead
+  (``pipelines.scale_up.run_pipeline``).
 """
 
 from __future__ import annotations
