@@ -3,7 +3,9 @@ their clients in ``setup()``, and a package built from setup.py that holds ``pip
 and ``transforms`` and nothing else. Fast: no Neo4j, no pipeline run."""
 
 import concurrent.futures
+import dataclasses
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -26,7 +28,7 @@ from transforms.replicate import ReplicationSettings
 from pipelines.plan import TemplatePlan
 from transforms.model import CopyRule, TemplateSelection
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = ROOT = Path(__file__).resolve().parent.parent
 OUR_MODULES = ("pipelines", "transforms")
 #: Things that belong to one process and must be created in setup(), never pickled.
 PROCESS_BOUND = (neo4j.Driver, neo4j.Session, concurrent.futures.Executor, socket.socket,
@@ -250,13 +252,29 @@ def test_the_serialized_pipeline_does_not_contain_the_password():
     assert CONNECTION.password.encode() not in scale_up_pipeline().to_runner_api().SerializeToString()
 
 
-def test_an_unpickled_connection_takes_the_password_of_its_own_process(monkeypatch):
-    travelled = pickler.dumps(CONNECTION)
-    monkeypatch.delenv("NEO4J_PASSWORD_FILE", raising=False)  # the test session may export it
-    monkeypatch.setenv("NEO4J_PASSWORD", "the-workers-own")
-    arrived = pickler.loads(travelled)
-    assert (arrived.uri, arrived.user, arrived.database) == (CONNECTION.uri, CONNECTION.user,
-                                                              CONNECTION.database)
-    assert arrived.password == "the-workers-own"
-    monkeypatch.delenv("NEO4J_PASSWORD")
-    assert pickler.loads(travelled).password is None
+def test_an_unpickled_connection_takes_the_password_of_its_own_process(tmp_path):
+    """A worker in another process gets the settings that travelled and its own password."""
+    travelled = tmp_path / "connection.pickle"
+    travelled.write_bytes(pickler.dumps(CONNECTION))
+    worker = ("import sys; from apache_beam.internal import pickler; "
+              "c = pickler.loads(open(sys.argv[1], 'rb').read()); "
+              "print(repr((c.uri, c.user, c.database, c.password)))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEO4J_")}
+    for password in ("the-workers-own", None):
+        if password is not None:
+            env["NEO4J_PASSWORD"] = password
+        else:
+            env.pop("NEO4J_PASSWORD")
+        out = subprocess.run([sys.executable, "-c", worker, str(travelled)], env=env, cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout
+        assert out.strip() == repr((CONNECTION.uri, CONNECTION.user, CONNECTION.database, password))
+
+
+def test_a_connection_unpickled_in_its_own_process_keeps_its_password(monkeypatch):
+    """The local runner pickles and unpickles in one process: a connection built in code
+    (not from the environment) must keep its password there."""
+    monkeypatch.delenv("NEO4J_PASSWORD_FILE", raising=False)
+    monkeypatch.setenv("NEO4J_PASSWORD", "the-environments")
+    assert pickler.loads(pickler.dumps(CONNECTION)).password == CONNECTION.password
+    assert pickler.loads(pickler.dumps(dataclasses.replace(CONNECTION, password=None))).password \
+        == "the-environments"

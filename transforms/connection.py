@@ -5,16 +5,22 @@ plain values; the driver itself is never pickled: each DoFn opens one in ``setup
 and closes it in ``teardown()`` (the driver is thread-safe but bound to its process).
 
 **The password never travels.** A pickled ``Neo4jConnection`` carries the URI, user and
-database only; unpickling it (on a Flink worker, say) reads the password from that
-process's own ``NEO4J_PASSWORD`` or ``NEO4J_PASSWORD_FILE``. A pipeline's serialized
-form, its logs and Beam's display data therefore never contain it.
+database, and an opaque token that stands for its password in the process that pickled
+it. Unpickled in that same process (the local runner, Flink's LOOPBACK workers), the
+token gives back the very password the connection was made with, so a connection built
+in code (a test's server, say) keeps working; unpickled anywhere else (a Flink worker),
+the connection reads the password from that process's own ``NEO4J_PASSWORD`` or
+``NEO4J_PASSWORD_FILE``. A pipeline's serialized form, its logs and Beam's display data
+therefore never contain it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Mapping, Optional
+import secrets
+import threading
+from typing import Dict, Mapping, Optional
 
 import neo4j
 
@@ -66,8 +72,9 @@ class Neo4jConnection:
         )
 
     def __reduce__(self):
-        """Pickle without the password: the unpickling process reads its own (module doc)."""
-        return (_connection_of_this_process, (self.uri, self.user, self.database))
+        """Pickle without the password: a token for it instead (module doc)."""
+        token = None if self.password is None else _token_of(self.password)
+        return (_connection_of_this_process, (self.uri, self.user, self.database, token))
 
     def open_driver(self, **driver_options) -> neo4j.Driver:
         """A new driver for this process; the caller closes it.
@@ -87,6 +94,30 @@ class Neo4jConnection:
         return neo4j.GraphDatabase.driver(self.uri, auth=auth, **driver_options)
 
 
-def _connection_of_this_process(uri: str, user: str, database: str) -> Neo4jConnection:
-    """An unpickled connection: the settings that travelled, this process's password."""
+#: Passwords of connections pickled by this process, by token; never leaves the process.
+_PASSWORDS_BY_TOKEN: Dict[str, str] = {}
+_TOKENS_BY_PASSWORD: Dict[str, str] = {}
+_TOKENS_LOCK = threading.Lock()
+
+
+def _token_of(password: str) -> str:
+    """A random token that stands for ``password`` in this process (the same one each
+    time, so that a pipeline pickles the same way twice); it says nothing about it."""
+    with _TOKENS_LOCK:
+        token = _TOKENS_BY_PASSWORD.get(password)
+        if token is None:
+            token = secrets.token_hex(16)
+            _TOKENS_BY_PASSWORD[password] = token
+            _PASSWORDS_BY_TOKEN[token] = password
+        return token
+
+
+def _connection_of_this_process(uri: str, user: str, database: str,
+                                token: Optional[str] = None) -> Neo4jConnection:
+    """An unpickled connection: the settings that travelled, and the password its token
+    stands for if it was pickled in this process, else this process's own password."""
+    with _TOKENS_LOCK:
+        password = _PASSWORDS_BY_TOKEN.get(token) if token is not None else None
+    if password is not None:
+        return Neo4jConnection(uri=uri, user=user, password=password, database=database)
     return Neo4jConnection.from_environment(uri=uri, user=user, database=database)
