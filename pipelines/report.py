@@ -11,7 +11,7 @@ import resource
 from typing import Any, Dict, List
 
 from pipelines.options import ScaleUpConfig
-from pipelines.plan import TemplatePlan
+from pipelines.plan import ScalePlan
 from transforms.model import Metric
 
 #: The status of a dry run's report: planned, nothing written.
@@ -23,62 +23,79 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def dry_run_report(config: ScaleUpConfig, plan: TemplatePlan, batch_size: int) -> Dict[str, Any]:
-    """What the run would do; nothing has been written."""
+def _plan_report(config: ScaleUpConfig, plan: ScalePlan) -> Dict[str, Any]:
+    """What a report says of the plan, dry run or not."""
     return {
         "operation_id": config.operation_id,
         "tenant_id": config.tenant_id,
-        "status": PLANNED,
-        "dry_run": True,
         "parameters": config.parameters(),
         "templates": plan.template_count,
         "templates_by_type": plan.templates_by_type,
-        "copies_per_template": {"base": plan.copy_rule.base_copies,
-                                "one_more_below_id": plan.copy_rule.extra_copy_below_id},
+        "copies_per_template": {"base": plan.base_copies,
+                                "templates_with_one_more": plan.templates_with_extra_copy},
+        "components": plan.components.to_dict(),
         "expected": {"nodes": plan.new_node_count, "relationships": plan.new_relationship_count},
         "new_nodes_by_type": plan.new_nodes_by_type,
         "new_relationships_by_type": plan.new_relationships_by_type,
-        "read_chunks": len(plan.chunks),
-        "batch_size": batch_size,
-        "batches_at_least": -(-plan.new_node_count // batch_size)
-                            - (-plan.new_relationship_count // batch_size),
-        "max_concurrent_writes": config.max_concurrent_writes,
-        "errors": [],
+        "not_copied": {"templates": [p.to_dict() for p in plan.template_problems],
+                       "relationships": [p.to_dict() for p in plan.relationship_problems]},
     }
 
 
-def run_report(config: ScaleUpConfig, plan: TemplatePlan, runner: str, metrics: Dict[str, Any],
-            in_database: Dict[str, Dict[str, int]], created_indexes: List[str],
-            batch_size: int, duration: float,
-            pipeline_seconds: float, memory: Dict[str, float]) -> Dict[str, Any]:
+def dry_run_report(config: ScaleUpConfig, plan: ScalePlan) -> Dict[str, Any]:
+    """What the run would do; nothing has been written."""
+    return {
+        **_plan_report(config, plan),
+        "status": PLANNED,
+        "dry_run": True,
+        "parts": len(plan.parts),
+        "batch_size": plan.batch_size,
+        "write_transactions": plan.base_copies * len(plan.parts)
+                              + sum(1 for part in plan.parts if any(part.extra)),
+        "max_concurrent_writes": config.max_concurrent_writes,
+        "dead_letters": plan.dead_letters,
+        "errors": _plan_errors(plan),
+    }
+
+
+def _plan_errors(plan: ScalePlan) -> List[str]:
+    return [f"{p.count} {what} not copied: {p.reason} (e.g. {', '.join(p.examples)})"
+            for what, problems in (("templates", plan.template_problems),
+                                   ("template relationships", plan.relationship_problems))
+            for p in problems]
+
+
+def run_report(config: ScaleUpConfig, plan: ScalePlan, runner: str, metrics: Dict[str, Any],
+               in_database: Dict[str, Dict[str, int]], created_indexes: List[str],
+               duration: float, pipeline_seconds: float,
+               memory: Dict[str, float]) -> Dict[str, Any]:
     counters, distributions = metrics["counters"], metrics["distributions"]
     # A runner that reports no metrics at all (a detached Flink job) must not make a
     # correct run look failed: the counts then come from the database.
     metrics_source = "beam" if counters else "database"
+    in_database_nodes = sum(in_database["nodes"].values())
+    in_database_relationships = sum(in_database["relationships"].values())
     if counters:
         nodes_written = counters.get(Metric.NODES_WRITTEN, 0)
         relationships_written = counters.get(Metric.RELATIONSHIPS_WRITTEN, 0)
     else:
-        nodes_written = sum(in_database["nodes"].values())
-        relationships_written = sum(in_database["relationships"].values())
+        nodes_written, relationships_written = in_database_nodes, in_database_relationships
     latency = distributions.get(Metric.WRITE_LATENCY_MS, {})
-    errors = []
-    if counters.get(Metric.DEAD_LETTERS):
-        errors.append(f"{counters[Metric.DEAD_LETTERS]} records could not be written (see the log)")
-    if nodes_written != plan.new_node_count:
-        errors.append(f"wrote {nodes_written} nodes, expected {plan.new_node_count}")
-    if relationships_written != plan.new_relationship_count:
-        errors.append(f"wrote {relationships_written} relationships, expected "
+    write_dead_letters = counters.get(Metric.DEAD_LETTERS, 0)
+    errors = _plan_errors(plan)
+    if write_dead_letters:
+        errors.append(f"{write_dead_letters} records could not be written (see the log)")
+    # What is in the database decides: a resumed run writes only what its earlier runs
+    # did not (the rest was already written, batch by batch).
+    if in_database_nodes != plan.new_node_count:
+        errors.append(f"{in_database_nodes} nodes in the database, expected {plan.new_node_count}")
+    if in_database_relationships != plan.new_relationship_count:
+        errors.append(f"{in_database_relationships} relationships in the database, expected "
                       f"{plan.new_relationship_count}")
     return {
-        "operation_id": config.operation_id,
-        "tenant_id": config.tenant_id,
+        **_plan_report(config, plan),
         "status": None,
         "runner": runner,
-        "parameters": config.parameters(),
-        "templates": plan.template_count,
-        "templates_by_type": plan.templates_by_type,
-        "expected": {"nodes": plan.new_node_count, "relationships": plan.new_relationship_count},
         "written": {"nodes": nodes_written, "relationships": relationships_written},
         "written_source": metrics_source,
         "in_database": in_database,
@@ -91,7 +108,9 @@ def run_report(config: ScaleUpConfig, plan: TemplatePlan, runner: str, metrics: 
         "memory": memory,
         "batches": {
             "count": counters.get(Metric.BATCHES_WRITTEN, 0),
-            "batch_size": batch_size,
+            "already_written": counters.get(Metric.BATCHES_ALREADY_WRITTEN, 0),
+            "parts": len(plan.parts),
+            "batch_size": plan.batch_size,
             "size": distributions.get(Metric.BATCH_SIZE),
             "max_concurrent_writes": config.max_concurrent_writes,
             "observed_concurrency_max": distributions.get(Metric.WRITE_CONCURRENCY, {}).get("max"),
@@ -102,6 +121,6 @@ def run_report(config: ScaleUpConfig, plan: TemplatePlan, runner: str, metrics: 
             "indexes_created": created_indexes,
         },
         "retries": counters.get(Metric.WRITE_RETRIES, 0),
-        "dead_letters": counters.get(Metric.DEAD_LETTERS, 0),
+        "dead_letters": plan.dead_letters + write_dead_letters,
         "errors": errors,
     }

@@ -31,15 +31,14 @@ from pipelines.infra.flink import flink_options
 from pipelines.infra.processes import InfraError
 from pipelines.operation import lifecycle, record
 from pipelines.options import MAX_NEW_NODES, ScaleUpConfig, parse_arguments
-from pipelines.plan import PlanError, TemplatePlan, plan_templates
+from pipelines.plan import PlanError, ScalePlan, plan_scale_up
 from pipelines.report import PLANNED, dry_run_report, peak_rss_mb, run_report
-from transforms.batch import BatchRowGroups, adaptive_batch_size
 from transforms.connection import Neo4jConnection
 from transforms.model import TemplateSelection
 from transforms.read import ReadTemplates
-from transforms.replicate import CopySetRows, ReplicateNodes, ReplicateRelationships, ReplicationSettings
+from transforms.replicate import ReplicateParts, ReplicationSettings, UnitRowsOf
 from transforms.schema import ensure_indexes
-from transforms.write import WRITE_PROGRESS, WriteToNeo4j
+from transforms.write import WRITE_PROGRESS, CopyUnits, WriteToNeo4j
 
 _LOG = logging.getLogger("scale_up")
 
@@ -75,34 +74,34 @@ def scale_up(config: ScaleUpConfig, connection: Neo4jConnection,
     with connection.open_driver() as driver:
         driver.verify_connectivity()
         database = connection.database
-        plan = plan_templates(driver, database,
-                              TemplateSelection(config.tenant_id, config.resource_types),
-                              config.scale_factor, config.target_count, MAX_NEW_NODES)
-        batch_size = config.batch_size or adaptive_batch_size(
-            plan.new_node_count + plan.new_relationship_count, "write")
+        plan = plan_scale_up(driver, database,
+                             TemplateSelection(config.tenant_id, config.resource_types),
+                             config.scale_factor, config.target_count, MAX_NEW_NODES,
+                             config.batch_size)
         if config.dry_run:
-            return dry_run_report(config, plan, batch_size)
+            return dry_run_report(config, plan)
         options = pipeline_options(flink_options(beam_args))
         runner = runner_name(options)  # portable runners clear the option when they submit
         writes_per_worker = _writes_per_worker(config.max_concurrent_writes, parallel_writers(options))
-        lifecycle.check_resumable(driver, database, config)
+        lifecycle.check_resumable(driver, database, config, plan.fingerprint)
         created_indexes = ensure_indexes(driver, database)
-        _LOG.info("operation %s: %d templates → %d new nodes, %d new relationships; "
-                  "batches of %d rows, at most %d concurrent writes (%d per worker)",
-                  config.operation_id, plan.template_count, plan.new_node_count,
-                  plan.new_relationship_count, batch_size, config.max_concurrent_writes,
+        _LOG.info("operation %s: %d templates in %d components → %d new nodes, %d new "
+                  "relationships; %d parts of about %d rows, at most %d concurrent writes "
+                  "(%d per worker)", config.operation_id, plan.template_count,
+                  plan.components.count, plan.new_node_count, plan.new_relationship_count,
+                  len(plan.parts), plan.batch_size, config.max_concurrent_writes,
                   writes_per_worker)
-        with lifecycle.running(driver, database, config) as generation_timestamp:
+        with lifecycle.running(driver, database, config, plan.fingerprint) as generation_timestamp:
             settings = ReplicationSettings(config.operation_id, generation_timestamp,
-                                           plan.copy_rule, shards=config.max_concurrent_writes)
+                                           plan.base_copies)
             pipeline_started = time.monotonic()
-            result = run_pipeline(options, connection, driver, plan, settings, batch_size,
+            result = run_pipeline(options, connection, driver, plan, settings,
                                   writes_per_worker, config)
             pipeline_seconds = time.monotonic() - pipeline_started
         report = run_report(
             config, plan, runner, metric_totals(result),
             record.written_by_type(driver, database, config.operation_id), created_indexes,
-            batch_size, duration=time.monotonic() - started, pipeline_seconds=pipeline_seconds,
+            duration=time.monotonic() - started, pipeline_seconds=pipeline_seconds,
             memory={"start_mb": round(rss_start_mb, 1),
                     "end_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
                     "peak_mb": round(peak_rss_mb(), 1)})
@@ -110,23 +109,21 @@ def scale_up(config: ScaleUpConfig, connection: Neo4jConnection,
         return report
 
 
-def build_pipeline(pipeline: beam.Pipeline, connection: Neo4jConnection, plan: TemplatePlan,
-                   settings: ReplicationSettings, batch_size: int,
-                   max_concurrent_writes: int) -> None:
-    """read → replicate → batch → write nodes, then relationships once all nodes are in."""
-    read = pipeline | "ReadTemplates" >> ReadTemplates(connection, plan.selection, plan.chunks)
-    nodes = read.templates | "ReplicateNodes" >> ReplicateNodes(settings)
-    relationships = read.relationships | "ReplicateRelationships" >> ReplicateRelationships(settings)
-    groups = plan.template_count + sum(plan.template_relationships_by_type.values())
-    rows_per_group = (plan.new_node_count + plan.new_relationship_count) / groups
-    batches = (nodes.rows, relationships.rows) | "Batch" >> BatchRowGroups(
-        batch_size, rows_per_group=rows_per_group)
-    write_dead_letters = batches | "Write" >> WriteToNeo4j(
-        connection, max_rows_per_transaction=batch_size,
-        max_concurrent_writes=max_concurrent_writes,
-        rows_of_group=CopySetRows(settings.operation_id))
+def build_pipeline(pipeline: beam.Pipeline, connection: Neo4jConnection, plan: ScalePlan,
+                   settings: ReplicationSettings, max_concurrent_writes: int) -> None:
+    """read parts → replicate into copy units → write each in one transaction; then the
+    links between slices of large components, once every copy is written."""
+    parts = pipeline | "ReadTemplates" >> ReadTemplates(connection, plan.selection, plan.parts)
+    units = parts | "Replicate" >> ReplicateParts(settings.base_copies)
+    handler = CopyUnits(UnitRowsOf(settings), settings.operation_id)
+    copies = units.copies | "WriteCopies" >> WriteToNeo4j(
+        connection, handler, max_concurrent_writes=max_concurrent_writes)
+    copies_written = copies.written | "CopiesWritten" >> beam.combiners.Count.Globally()
+    links = units.links | "WriteLinks" >> WriteToNeo4j(
+        connection, handler, max_concurrent_writes=max_concurrent_writes,
+        after=beam.pvalue.AsSingleton(copies_written))
     (
-        (nodes.dead_letter, relationships.dead_letter, write_dead_letters)
+        (copies.dead_letter, links.dead_letter)
         | "DeadLetters" >> beam.Flatten()
         | "LogDeadLetters" >> beam.Map(log_dead_letter)
     )
@@ -143,8 +140,8 @@ def _writes_per_worker(max_concurrent_writes: int, workers: int) -> int:
     return max_concurrent_writes // workers
 
 
-def run_pipeline(options, connection: Neo4jConnection, driver, plan: TemplatePlan,
-                 settings: ReplicationSettings, batch_size: int, writes_per_worker: int,
+def run_pipeline(options, connection: Neo4jConnection, driver, plan: ScalePlan,
+                 settings: ReplicationSettings, writes_per_worker: int,
                  config: ScaleUpConfig) -> beam.runners.runner.PipelineResult:
     """Build and run the pipeline, logging progress while it runs: counted by the sink
     when its workers run in this process, else counted in the database."""
@@ -165,7 +162,7 @@ def run_pipeline(options, connection: Neo4jConnection, driver, plan: TemplatePla
     progress.start()
     try:
         pipeline = beam.Pipeline(options=options)
-        build_pipeline(pipeline, connection, plan, settings, batch_size, writes_per_worker)
+        build_pipeline(pipeline, connection, plan, settings, writes_per_worker)
         result = pipeline.run()
         result.wait_until_finish()
         return result

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from array import array
 import os
 import re
 import signal
@@ -23,6 +24,9 @@ import neo4j
 import pytest
 
 from pipelines import scale_up
+from pipelines.plan import ComponentSummary, ScalePlan
+from transforms.batch import TemplatePart
+from transforms.model import TemplateSelection
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Longest a command run by ``CliRun`` may take before the test gives up on it (a hang).
@@ -48,15 +52,17 @@ def fingerprint(driver: neo4j.Driver, operation_ids: Optional[Sequence[str]] = N
     element ids, labels, types, ends and properties.
 
     ``operation_ids=None`` leaves out everything any scale-up wrote (nodes and
-    relationships marked with an operation, and every ``ScaleOperation`` record); a
-    list leaves out only what those operations wrote and their records.
+    relationships marked with an operation, every ``ScaleOperation`` record and
+    ``ScaleBatch`` ledger node); a list leaves out only what those operations wrote,
+    their records and ledgers.
     """
     ops = None if operation_ids is None else list(operation_ids)
     nodes = driver.execute_query(
         "MATCH (n) WHERE CASE WHEN $ops IS NULL "
-        "  THEN n.scale_operation_id IS NULL AND NOT n:ScaleOperation "
+        "  THEN n.scale_operation_id IS NULL AND NOT n:ScaleOperation AND NOT n:ScaleBatch "
         "  ELSE NOT coalesce(n.scale_operation_id IN $ops, false) "
-        "       AND NOT (n:ScaleOperation AND n.id IN $ops) END "
+        "       AND NOT (n:ScaleOperation AND n.id IN $ops) "
+        "       AND NOT (n:ScaleBatch AND n.operation_id IN $ops) END "
         "RETURN elementId(n) AS id, labels(n) AS labels, properties(n) AS props", ops=ops).records
     relationships = driver.execute_query(
         "MATCH (a)-[r]->(b) WHERE CASE WHEN $ops IS NULL THEN r.scale_operation_id IS NULL "
@@ -93,6 +99,27 @@ def operation_record(driver: neo4j.Driver, operation_id: str) -> Dict[str, Any]:
     records = driver.execute_query("MATCH (o:ScaleOperation {id: $id}) RETURN properties(o) AS o",
                                    id=operation_id).records
     return records[0]["o"] if records else {}
+
+
+def made_up_plan(templates: int = 10, base_copies: int = 1, parts: int = 2,
+                 relationships: int = 4, types=None) -> ScalePlan:
+    """A plan as ``pipelines.plan.plan_scale_up`` makes them, for tests without a graph:
+    ``templates`` of one type in ``parts`` parts, ``base_copies`` copies each."""
+    per_part = -(-templates // parts)
+    made = tuple(TemplatePart(index, array("q", range(index * per_part,
+                                                      min(templates, (index + 1) * per_part))).tobytes(),
+                              bytes(min(templates, (index + 1) * per_part) - index * per_part))
+                 for index in range(parts))
+    return ScalePlan(
+        selection=TemplateSelection("t", types), template_count=templates,
+        templates_by_type={"vm": templates}, base_copies=base_copies, templates_with_extra_copy=0,
+        new_node_count=templates * base_copies, new_nodes_by_type={"vm": templates * base_copies},
+        template_relationships_by_type={"USES": relationships},
+        new_relationships_by_type={"USES": relationships * base_copies},
+        components=ComponentSummary(count=templates, largest=1, in_partial_replica=0, split=0,
+                                    relationships_left_out=0),
+        template_problems=(), relationship_problems=(), batch_size=100, parts=made,
+        fingerprint="made-up")
 
 
 # --------------------------------------------------------------------------- commands

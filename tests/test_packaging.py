@@ -25,8 +25,7 @@ from pipelines.beam_job import LOCAL_RUNNER
 from pipelines.scale_up import build_pipeline
 from transforms.connection import Neo4jConnection
 from transforms.replicate import ReplicationSettings
-from pipelines.plan import TemplatePlan
-from transforms.model import CopyRule, TemplateSelection
+from tests.support import made_up_plan
 
 REPO = ROOT = Path(__file__).resolve().parent.parent
 OUR_MODULES = ("pipelines", "transforms")
@@ -40,20 +39,11 @@ CONNECTION = Neo4jConnection(uri="bolt://127.0.0.1:1", user="neo4j", password="n
 
 def scale_up_pipeline() -> beam.Pipeline:
     """The scale-up graph as ``pipelines.scale_up.run`` builds it, for a made-up plan."""
-    plan = TemplatePlan(
-        selection=TemplateSelection("tenant-a", ("Microsoft.Compute/virtualMachines",)),
-        copy_rule=CopyRule(base_copies=2, extra_copy_below_id="/subscriptions/m"),
-        template_count=40,
-        new_node_count=100,
-        templates_by_type={"Microsoft.Compute/virtualMachines": 40},
-        new_nodes_by_type={"Microsoft.Compute/virtualMachines": 100},
-        template_relationships_by_type={"USES": 60},
-        new_relationships_by_type={"USES": 150},
-        chunks=(("/subscriptions/a", 20), ("/subscriptions/m", 20)),
-    )
-    settings = ReplicationSettings("op-packaging", "2026-01-01T00:00:00Z", plan.copy_rule, shards=3)
+    plan = made_up_plan(templates=40, base_copies=2, parts=3,
+                        types=("Microsoft.Compute/virtualMachines",))
+    settings = ReplicationSettings("op-packaging", "2026-01-01T00:00:00Z", plan.base_copies)
     pipeline = beam.Pipeline(options=PipelineOptions([f"--runner={LOCAL_RUNNER}"]))
-    build_pipeline(pipeline, CONNECTION, plan, settings, batch_size=50, max_concurrent_writes=4)
+    build_pipeline(pipeline, CONNECTION, plan, settings, max_concurrent_writes=4)
     return pipeline
 
 
@@ -104,7 +94,7 @@ def pipeline():
 def test_the_graph_has_our_do_fns(pipeline):
     names = {type(fn).__name__ for fn in do_fns(pipeline).values() if ours(fn)}
     # Reading, replicating and writing all run in DoFns of ours.
-    assert {"_ReadChunkFn", "_WriteBatchesFn"} <= names, names
+    assert {"_ReadPartFn", "_ReplicatePartsFn", "_WriteFn"} <= names, names
     assert any("Replicate" in name for name in names), names
 
 

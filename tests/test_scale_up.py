@@ -1,6 +1,8 @@
 """The scale-up end to end against a real Neo4j: a generated tenant with a second one
 beside it, scaled by 2, 3.5 and 8, every result checked in the database."""
 
+import hashlib
+
 import pytest
 
 from pipelines.demo.load import load_demo_tenant
@@ -19,15 +21,59 @@ VM = "Microsoft.Compute/virtualMachines"
 
 
 def expected_copies(driver, tenant, factor, types=None):
-    """Copies per template, from the rule in DOMAIN.md computed here independently:
-    round(N·(f−1)) new nodes, ⌈f−1⌉ copies for a prefix of the id order, ⌊f−1⌋ after."""
-    ids = driver.execute_query(
-        "MATCH (t:Resource {tenant_id: $tenant}) WHERE NOT t:Original AND t.synthetic IS NULL "
-        "AND ($types IS NULL OR t.type IN $types) RETURN t.id AS id, t.type AS type ORDER BY t.id",
-        tenant=tenant, types=types).records
-    new = round(len(ids) * (factor - 1))
-    base, extra = divmod(new, len(ids))
-    return {(r["id"], r["type"]): base + (1 if i < extra else 0) for i, r in enumerate(ids)}
+    """Copies per template, from the rule in README ("What it produces") computed here
+    independently: round(N·(f−1)) new nodes, ⌊f−1⌋ copies each, and one more for whole
+    connected components of the template subgraph taken in plan order (a hash of the
+    id), the first that does not fit split in breadth-first order."""
+    return component_rule(driver, tenant, factor, types)["copies"]
+
+
+def component_rule(driver, tenant, factor, types=None):
+    """``{"copies": {(id, type): n}, "components": [[ids...]], "left_out": n}``."""
+    selection = ("MATCH (t:Resource {tenant_id: $tenant}) WHERE NOT t:Original AND t.synthetic IS NULL "
+                 "AND ($types IS NULL OR t.type IN $types) ")
+    templates = {r["id"]: r["type"] for r in driver.execute_query(
+        selection + "RETURN t.id AS id, t.type AS type", tenant=tenant, types=types).records}
+    edges = [(r["a"], r["b"]) for r in driver.execute_query(
+        selection + "MATCH (t)-[r]->(o:Resource {tenant_id: $tenant}) WHERE NOT o:Original "
+        "AND o.synthetic IS NULL AND ($types IS NULL OR o.type IN $types) "
+        "AND type(r) <> 'SCAN_SOURCE_NODE' RETURN t.id AS a, o.id AS b",
+        tenant=tenant, types=types).records]
+    order = sorted(templates, key=lambda i: int.from_bytes(
+        hashlib.blake2b(i.encode(), digest_size=8).digest(), "big"))
+    position = {template_id: i for i, template_id in enumerate(order)}
+    neighbours = {template_id: set() for template_id in templates}
+    for a, b in edges:
+        neighbours[a].add(b)
+        neighbours[b].add(a)
+
+    def breadth_first(first):
+        found, seen = [first], {first}
+        for node in found:
+            for other in sorted(neighbours[node], key=position.get):
+                if other not in seen:
+                    seen.add(other)
+                    found.append(other)
+        return found
+
+    components, seen = [], set()
+    for template_id in order:
+        if template_id not in seen:
+            component = breadth_first(template_id)
+            seen.update(component)
+            components.append(component)
+    new = round(len(templates) * (factor - 1))
+    base, remaining = divmod(new, len(templates))
+    extra = set()
+    for component in components:
+        if remaining == 0:
+            break
+        taken = component[:remaining]
+        extra.update(taken)
+        remaining -= len(taken)
+    left_out = sum(1 for a, b in edges if (a in extra) != (b in extra))
+    return {"copies": {(i, t): base + (i in extra) for i, t in templates.items()},
+            "components": components, "left_out": left_out}
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +137,7 @@ def test_metrics_and_report_equal_the_database(scaled, neo4j_driver, name):
     assert sum(report["in_database"]["nodes"].values()) == nodes
     assert sum(report["in_database"]["relationships"].values()) == relationships
     assert relationships > nodes  # the demo tenant is linked: relationships were copied
-    assert report["batches"]["count"] >= -(-nodes // 97) - (-relationships // 97)
+    assert report["batches"]["count"] >= -(-(nodes + relationships) // 97)
     assert report["batches"]["size"]["max"] <= 97
     assert report["dead_letters"] == 0
 
@@ -107,11 +153,23 @@ def test_nothing_that_existed_before_changed(scaled, neo4j_driver):
 
 def test_rerunning_an_operation_changes_nothing(scaled, neo4j_driver):
     before = operation_fingerprint(neo4j_driver, "op-x3.5")
+    first = scaled["reports"]["x3.5"]
     code, report = run_scale_up(scaled["tmp_path"], "--tenant-id", TENANT, "--scale-factor", "3.5",
-                                "--operation-id", "op-x3.5", "--batch-size", "50")
+                                "--operation-id", "op-x3.5", "--batch-size", "97")
     assert code == 0 and report["status"] == "succeeded"
+    assert report["written"] == {"nodes": 0, "relationships": 0}
+    assert report["batches"]["already_written"] == first["batches"]["count"]
     assert operation_fingerprint(neo4j_driver, "op-x3.5") == before
     assert fingerprint(neo4j_driver) == scaled["before"]
+
+
+def test_resuming_with_another_batch_size_is_refused(scaled, neo4j_driver, capsys):
+    before = operation_fingerprint(neo4j_driver, "op-x3.5")
+    code, report = run_scale_up(scaled["tmp_path"], "--tenant-id", TENANT, "--scale-factor", "3.5",
+                                "--operation-id", "op-x3.5", "--batch-size", "50")
+    assert code == 2 and report is None
+    assert "--batch-size changed since it started" in capsys.readouterr().err
+    assert operation_fingerprint(neo4j_driver, "op-x3.5") == before
 
 
 def test_type_filter_replicates_only_those_types(scaled, neo4j_driver):
@@ -162,7 +220,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(scaled, neo4j_driver):
     assert code == 0 and plan["status"] == "planned" and plan["dry_run"] is True
     assert plan["expected"] == scaled["reports"]["x8"]["expected"]
     assert sum(plan["new_nodes_by_type"].values()) == plan["expected"]["nodes"]
-    assert plan["batches_at_least"] >= 2 and plan["max_concurrent_writes"] == 5
+    assert plan["write_transactions"] >= 7 and plan["max_concurrent_writes"] == 5
     assert fingerprint(neo4j_driver) == before
     assert scalar(neo4j_driver, "MATCH (o:ScaleOperation) RETURN count(o)") == operations
     assert scalar(neo4j_driver, "SHOW INDEXES YIELD name RETURN count(name)") == indexes

@@ -1,5 +1,6 @@
-"""Unit tests of the sink's logic with a fake driver (real writes are tested against
-Neo4j in test_scale_up.py)."""
+"""Unit tests of the sink's logic with a fake driver, through the demo loader's
+``RowBatches`` handler (copy units are tested against a real Neo4j in
+test_write_units.py)."""
 
 import threading
 import time
@@ -14,9 +15,10 @@ from pipelines.beam_job import LOCAL_RUNNER
 from transforms.cypher import node_kind, relationship_kind
 from transforms.write import (
     MAX_SEND_ATTEMPTS,
+    RowBatches,
     WriteRetriesExhaustedError,
     WriteToNeo4j,
-    _BatchWriter,
+    _Transactions,
 )
 
 NODE = node_kind("Resource")
@@ -39,7 +41,7 @@ class FakeTransaction:
     def __init__(self, driver):
         self._driver = driver
 
-    def run(self, statement, rows):
+    def run(self, statement, rows=None):
         return FakeResult(written=self._driver.on_run(statement, rows))
 
 
@@ -49,8 +51,9 @@ class FakeReadTransaction:
     def __init__(self, driver):
         self._driver = driver
 
-    def run(self, statement, rows):
+    def run(self, statement, params):
         assert "OPTIONAL MATCH" in statement
+        rows = params["rows"]
         return FakeResult(records=[{"i": i, "no_start": False, "no_end": True}
                                    for i, row in enumerate(rows)
                                    if row["id"] in self._driver.missing_ends])
@@ -132,27 +135,34 @@ def rows(n, prefix="n"):
     return [{"id": f"{prefix}{i}"} for i in range(n)]
 
 
+def write(driver, kind, rows_):
+    """One batch of ``rows_`` through the handler; its one outcome."""
+    (outcome,) = RowBatches().write(_Transactions(driver, "neo4j"), ((kind, 0), [rows_]))
+    return outcome
+
+
 def test_bad_rows_are_isolated_and_dead_lettered_the_rest_is_written():
     driver = FakeDriver(fail_rows={"n3", "n7"})
-    outcome = _BatchWriter(driver, "neo4j").write(NODE, rows(10))
-    assert outcome.rows_written == 8
+    outcome = write(driver, NODE, rows(10))
+    assert outcome.nodes_written == 8
     assert sorted(row["id"] for row in driver.written) == sorted(f"n{i}" for i in range(10) if i not in (3, 7))
-    assert [(kind, row["id"]) for kind, row, _ in outcome.dead_letters] == [(NODE, "n3"), (NODE, "n7")]
-    assert "Neo.ClientError.Statement.TypeError" in outcome.dead_letters[0][2]
+    assert [(letter.kind, letter.identity) for letter in outcome.dead_letters] == [
+        ("node", "n3"), ("node", "n7")]
+    assert "Neo.ClientError.Statement.TypeError" in outcome.dead_letters[0].reason
 
 
 def test_relationship_rows_without_an_end_are_not_counted_but_dead_lettered():
     driver = FakeDriver(missing_ends={"r2", "r5"})
     rows_ = [{"id": f"r{i}", "start": "a", "end": f"b{i}", "props": {}} for i in range(8)]
-    outcome = _BatchWriter(driver, "neo4j").write(REL, rows_)
-    assert outcome.rows_written == 6
-    assert [(row["id"], reason) for _, row, reason in outcome.dead_letters] == [
+    outcome = write(driver, REL, rows_)
+    assert outcome.relationships_written == 6
+    assert [(letter.record["id"], letter.reason) for letter in outcome.dead_letters] == [
         ("r2", "no node matches its end"), ("r5", "no node matches its end")]
 
 
 def test_unknown_commit_outcome_is_sent_again_and_counted_as_retry():
     driver = FakeDriver(incomplete_commits=1)
-    outcome = _BatchWriter(driver, "neo4j").write(NODE, rows(5))
+    outcome = write(driver, NODE, rows(5))
     assert outcome.rows_written == 5 and outcome.retries == 1
     assert len(driver.written) == 10  # sent twice: only MERGE keeps the graph exact
 
@@ -160,19 +170,19 @@ def test_unknown_commit_outcome_is_sent_again_and_counted_as_retry():
 def test_unknown_commit_outcome_gives_up_with_a_named_error():
     driver = FakeDriver(incomplete_commits=MAX_SEND_ATTEMPTS)
     with pytest.raises(WriteRetriesExhaustedError, match=f"after {MAX_SEND_ATTEMPTS} attempts"):
-        _BatchWriter(driver, "neo4j").write(NODE, rows(2))
+        write(driver, NODE, rows(2))
 
 
 def test_transient_errors_retried_by_the_driver_are_counted():
     driver = FakeDriver(transient=2)
-    outcome = _BatchWriter(driver, "neo4j").write(NODE, rows(3))
+    outcome = write(driver, NODE, rows(3))
     assert outcome.rows_written == 3 and outcome.retries == 2
 
 
 def test_unsafe_kind_dead_letters_every_row_without_sending():
     driver = FakeDriver()
-    outcome = _BatchWriter(driver, "neo4j").write(relationship_kind("BAD TYPE", "Resource", "Resource"),
-                                                  [{"start": "a", "end": "b", "props": {}}])
+    outcome = write(driver, relationship_kind("BAD TYPE", "Resource", "Resource"),
+                    [{"start": "a", "end": "b", "props": {}}])
     assert driver.written == [] and len(outcome.dead_letters) == 1
 
 
@@ -182,7 +192,7 @@ def test_infrastructure_errors_are_raised_not_swallowed():
             raise neo4j.exceptions.ServiceUnavailable("server gone")
 
     with pytest.raises(neo4j.exceptions.ServiceUnavailable):
-        _BatchWriter(DeadDriver(), "neo4j").write(NODE, rows(1))
+        write(DeadDriver(), NODE, rows(1))
 
 
 # The DoFn builds its driver from the connection in setup(); FnApiRunner runs it in
@@ -205,10 +215,8 @@ def test_sink_keeps_at_most_the_limit_in_flight_and_really_overlaps(limit):
     driver = _SHARED_DRIVERS[f"limit{limit}"] = FakeDriver(delay=0.05)
     batches = [((NODE, i % 4), [rows(4, prefix=f"b{i}-"), rows(6, prefix=f"c{i}-")]) for i in range(12)]
     pipeline = BeamTestPipeline(runner=LOCAL_RUNNER)
-    node_batches = pipeline | "Nodes" >> beam.Create(batches)
-    relationship_batches = pipeline | "Relationships" >> beam.Create([])
-    _ = (node_batches, relationship_batches) | WriteToNeo4j(
-        FakeConnection(f"limit{limit}"), max_concurrent_writes=limit)
+    _ = pipeline | beam.Create(batches) | WriteToNeo4j(
+        FakeConnection(f"limit{limit}"), RowBatches(), max_concurrent_writes=limit)
     result = pipeline.run()
     result.wait_until_finish()
     assert len(driver.written) == 120
@@ -225,14 +233,14 @@ def test_relationship_batches_of_one_shard_never_overlap():
     driver = _SHARED_DRIVERS["shards"] = FakeDriver(delay=0.05)
     batches = [((REL, 0), [[{"id": f"r{i}", "start": "a", "end": "b", "props": {}}]]) for i in range(6)]
     pipeline = BeamTestPipeline(runner=LOCAL_RUNNER)
-    node_batches = pipeline | "Nodes" >> beam.Create([])
-    relationship_batches = pipeline | "Relationships" >> beam.Create(batches)
-    _ = (node_batches, relationship_batches) | WriteToNeo4j(
-        FakeConnection("shards"), max_concurrent_writes=5)
+    _ = pipeline | beam.Create(batches) | WriteToNeo4j(
+        FakeConnection("shards"), RowBatches(), max_concurrent_writes=5)
     pipeline.run().wait_until_finish()
     assert len(driver.written) == 6 and driver.max_in_flight == 1
 
 
 def test_concurrency_limit_is_validated():
     with pytest.raises(ValueError, match="max_concurrent_writes"):
-        WriteToNeo4j(FakeConnection("x"), max_concurrent_writes=0)
+        WriteToNeo4j(FakeConnection("x"), RowBatches(), max_concurrent_writes=0)
+    with pytest.raises(TypeError, match="handler"):
+        WriteToNeo4j(FakeConnection("x"), object())

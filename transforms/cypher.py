@@ -1,13 +1,17 @@
-"""The only place that builds Cypher text from names found in the data.
+"""The only place that builds Cypher text for writes, and the rule for names from the data.
 
-Labels and relationship types cannot be query parameters in every Neo4j 5.x, so the
-sink puts them into the statement text. Each such name is checked against a strict
-identifier pattern first: a name with a backtick, a space or any Cypher syntax is
-rejected with an error naming it, never escaped into a query. Values always travel
-as parameters (``$rows``).
+Two families of statements:
 
-Each write statement is constant for its ``WriteKind``: one parse and plan per kind,
-however many batches use it.
+* **Copy units** (the scale-up): ``COPY_UNIT`` and ``COPY_LINKS`` are constant texts;
+  labels and relationship types travel as parameters (Neo4j 5.26's dynamic labels
+  and types, ``$(...)``), so one parse and plan serves every batch.
+* **Row batches** (the demo loader): one ``MERGE`` statement per ``WriteKind``, whose
+  labels and relationship type are written into the text.
+
+Either way a label or type from the data must first pass ``checked_identifier`` (a
+letter, then letters, digits and ``_``): a name with a backtick, a space or any Cypher
+syntax is refused with an error naming it (and its record becomes a dead letter),
+never escaped into a query. Values always travel as parameters.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ import functools
 import re
 from typing import Optional, Tuple, Union
 
-_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,127}\Z")
+#: What a label or relationship type from the data must look like; also used in
+#: Cypher (``=~``, a full match) so that the plan refuses the same names.
+IDENTIFIER_PATTERN = "[A-Za-z][A-Za-z0-9_]{0,127}"
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN + r"\Z")
 
 #: An endpoint matched by Neo4j's ``elementId`` rather than by ``:Label {id}``; used
 #: for nodes that exist before the run (shared nodes, real resources).
@@ -126,3 +133,85 @@ def missing_ends_statement(kind: RelationshipKind) -> str:
         "WITH i, a, b WHERE a IS NULL OR b IS NULL "
         "RETURN i, a IS NULL AS no_start, b IS NULL AS no_end"
     )
+
+
+# --------------------------------------------------------------------------- copy units
+
+#: The ledger node of one write transaction of a scale-up (``transforms.write``).
+BATCH_LABEL = "ScaleBatch"
+
+#: Writes one copy unit in one transaction, exactly once per ``$key``.
+#:
+#: The ledger node ``(:ScaleBatch {key})`` (unique key) is merged first: a second
+#: transaction with the same key waits on its lock until the first commits, then sees
+#: ``written_at`` and writes nothing, so batches sent twice (a retry, a resumed run, two
+#: racing runs) never write twice, and the copies themselves can be ``CREATE``d.
+#: Nothing is written either if a node with one of the new ids already exists
+#: (``clashes``): the sink then sets those rows aside as dead letters and sends the rest.
+#: Parameters: ``$nodes`` [{labels, props}], ``$internal`` [{s, e, type, props}] (both
+#: ends new nodes, by position in ``$nodes``), ``$outgoing``/``$incoming`` [{own, other,
+#: type, props}] (a new node by position, an existing node by element id, sorted by it
+#: so that concurrent transactions lock shared nodes in the same order).
+COPY_UNIT = f"""
+MERGE (batch:{BATCH_LABEL} {{key: $key}})
+  ON CREATE SET batch.operation_id = $operation_id
+WITH batch, batch.written_at IS NULL AS to_write,
+     COUNT {{ UNWIND $ids AS id MATCH (x:Resource {{id: id}}) RETURN x }} AS clashes
+CALL (batch, to_write, clashes) {{
+  WITH batch WHERE to_write AND clashes = 0
+  SET batch.written_at = datetime()
+  WITH batch
+  UNWIND $nodes AS row
+  CREATE (n:$(row.labels))
+  SET n = row.props
+  WITH batch, collect(n) AS created
+  CALL (created) {{
+    UNWIND $internal AS rel
+    WITH created[rel.s] AS a, created[rel.e] AS b, rel
+    CREATE (a)-[r:$(rel.type)]->(b) SET r = rel.props
+  }}
+  CALL (created) {{
+    UNWIND $outgoing AS rel
+    MATCH (other) WHERE elementId(other) = rel.other
+    WITH created[rel.own] AS own, other, rel
+    CREATE (own)-[r:$(rel.type)]->(other) SET r = rel.props
+  }}
+  CALL (created) {{
+    UNWIND $incoming AS rel
+    MATCH (other) WHERE elementId(other) = rel.other
+    WITH created[rel.own] AS own, other, rel
+    CREATE (other)-[r:$(rel.type)]->(own) SET r = rel.props
+  }}
+}}
+RETURN to_write, clashes
+"""
+
+#: Relationships between copies that other transactions created, exactly once per
+#: ``$key`` (same ledger as ``COPY_UNIT``): ``$rows`` [{start, end, type, props}], both
+#: ends ids of ``$operation_id``'s copies. A row whose end has no copy writes nothing.
+COPY_LINKS = f"""
+MERGE (batch:{BATCH_LABEL} {{key: $key}})
+  ON CREATE SET batch.operation_id = $operation_id
+WITH batch, batch.written_at IS NULL AS to_write
+CALL (batch, to_write) {{
+  WITH batch WHERE to_write
+  SET batch.written_at = datetime()
+  WITH batch
+  UNWIND $rows AS rel
+  MATCH (a:Resource {{id: rel.start}}) WHERE a.scale_operation_id = $operation_id
+  MATCH (b:Resource {{id: rel.end}}) WHERE b.scale_operation_id = $operation_id
+  CREATE (a)-[r:$(rel.type)]->(b) SET r = rel.props
+}}
+RETURN to_write, 0 AS clashes
+"""
+
+#: The ids of ``$ids`` that some ``:Resource`` already has, and whether one of those is
+#: a copy of ``$operation_id`` (read only).
+EXISTING_IDS = ("UNWIND $ids AS id MATCH (x:Resource {id: id}) "
+                "RETURN id, any(n IN collect(x) WHERE n.scale_operation_id = $operation_id) AS ours")
+
+#: Of a written unit's relationships to existing nodes, those whose node is gone (read
+#: only): ``$element_ids`` → the ones that match no node.
+MISSING_NODES = ("UNWIND $element_ids AS element_id OPTIONAL MATCH (n) "
+                 "WHERE elementId(n) = element_id WITH element_id, n WHERE n IS NULL "
+                 "RETURN element_id")

@@ -6,7 +6,8 @@ rule is written once:
 
 * **Template**: a tenant's abstracted, real resource: ``:Resource``, not
   ``:Original``, not synthetic, with the tenant's ``tenant_id`` and, under a type
-  filter, one of those types (``template_predicate``).
+  filter, one of those types (``selected_predicate``), whose ``id`` is a string the
+  plan did not have to exclude (``template_predicate``).
 * **Copy**: a synthetic ``:Resource`` with every template property and label except
   those that claim to be the real resource (``NOT_COPIED_*``), plus the
   ``NODE_MARKERS``; every relationship a scale-up writes carries the
@@ -50,50 +51,50 @@ def real_resource_predicate(variable: str) -> str:
             f"AND coalesce({v}.synthetic, false) = false)")
 
 
-def template_predicate(variable: str) -> str:
-    """Cypher: ``variable`` is a template of ``$tenant_id`` (and of ``$types`` unless null)."""
+def selected_predicate(variable: str) -> str:
+    """Cypher: ``variable`` is a real resource the request selects: of ``$tenant_id``
+    (and of ``$types`` unless null). A selected resource is a template unless the plan
+    excluded it (``template_predicate``)."""
     v = variable
     return (f"({real_resource_predicate(v)} "
             f"AND {v}.tenant_id = $tenant_id AND ($types IS NULL OR {v}.type IN $types))")
 
 
+def template_predicate(variable: str) -> str:
+    """Cypher: ``variable`` is a template: a selected resource with a string ``id`` that
+    the plan did not exclude (``$excluded_ids``: duplicate ids, unsafe labels)."""
+    v = variable
+    return (f"({selected_predicate(v)} AND {v}.id IS :: STRING NOT NULL "
+            f"AND NOT {v}.id IN $excluded_ids)")
+
+
+#: What the other end ``o`` of a template relationship is, in Cypher (needs the
+#: parameters of ``TemplateSelection.parameters``): a template (its copy in the same
+#: replica is linked), a selected resource that is not a template (the relationship is
+#: not copied: a copy must never be linked to a real resource of the tenant), or a
+#: shared node (linked as it is: a Tenant, a Tag, a resource of another type ...).
+END_TEMPLATE, END_EXCLUDED, END_SHARED = "template", "excluded", "shared"
+OTHER_END_KIND = (f"CASE WHEN {template_predicate('o')} THEN '{END_TEMPLATE}' "
+                  f"WHEN {selected_predicate('o')} THEN '{END_EXCLUDED}' ELSE '{END_SHARED}' END")
+
+
 @dataclasses.dataclass(frozen=True)
 class TemplateSelection:
-    """Which templates: a tenant and optionally some resource types."""
+    """Which templates: a tenant, optionally some resource types, and the ids the plan
+    excluded (``pipelines.plan``: templates that cannot be copied)."""
 
     tenant_id: str
     resource_types: Optional[Tuple[str, ...]] = None
+    excluded_ids: Tuple[str, ...] = ()
 
     def parameters(self) -> Dict[str, object]:
         """The parameters ``template_predicate`` (and the template queries) need."""
         return {
             "tenant_id": self.tenant_id,
             "types": list(self.resource_types) if self.resource_types else None,
+            "excluded_ids": list(self.excluded_ids),
             "not_copied": list(NOT_COPIED_RELATIONSHIPS),
         }
-
-
-@dataclasses.dataclass(frozen=True)
-class CopyRule:
-    """How many copies each template gets: ``base_copies``, plus one for the templates
-    whose id sorts before ``extra_copy_below_id``.
-
-    For a non-integer factor the templates that get the extra copy are a prefix of
-    the id order. Ids of Azure resources start with their subscription and resource
-    group, so the partial replica copies whole resource groups (whose resources are
-    the ones linked to each other) and splits at most one.
-    """
-
-    base_copies: int
-    extra_copy_below_id: Optional[str]
-
-    def copies_of(self, template_id: str) -> int:
-        below = self.extra_copy_below_id
-        return self.base_copies + (1 if below is not None and template_id < below else 0)
-
-    def parameters(self) -> Dict[str, object]:
-        return {"base_copies": self.base_copies, "extra_copy_below_id": self.extra_copy_below_id}
-
 
 
 # --------------------------------------------------------------------------- outputs
@@ -122,9 +123,11 @@ class Metric:
 
     TEMPLATES_READ = "templates_read"
     TEMPLATE_RELATIONSHIPS_READ = "template_relationships_read"
+    TEMPLATE_PARTS_READ = "template_parts_read"
     NODES_WRITTEN = "nodes_written"
     RELATIONSHIPS_WRITTEN = "relationships_written"
     BATCHES_WRITTEN = "batches_written"
+    BATCHES_ALREADY_WRITTEN = "batches_already_written"
     WRITE_RETRIES = "write_retries"
     WRITE_FAILURES = "write_failures"
     DEAD_LETTERS = "dead_letters"

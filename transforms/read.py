@@ -1,35 +1,42 @@
-"""Read: the templates of a scale-up and the relationships they bring, chunk by chunk.
+"""Read: the templates of a scale-up and the relationships they bring, part by part.
 
-``ReadTemplates`` takes the read chunks the plan (``pipelines.plan``) cut from the
-templates' ``id`` order and reads each chunk in its own read transactions, after a
-reshuffle so that a runner can spread the chunks over workers. Neither the launcher
-nor one transaction ever holds the whole tenant.
+``ReadTemplates`` takes the parts the plan packed (``transforms.batch.TemplatePart``:
+whole components of templates, by internal node id) and reads each part in its own
+read transactions, after a reshuffle so that a runner can spread the parts over
+workers. Neither the launcher nor one transaction ever holds the whole tenant.
 
-A template is ``{"id", "labels", "props"}``; a template relationship is
-``{"template_id", "template_element_id", "resource_group", "outgoing", "type",
-"props", "element_id", "other_element_id", "other_template_id"}``
-(``other_template_id`` is None when the other end is not a template: a shared node,
-or a resource outside the selection).
+A part comes out as one ``PartTemplates``: its templates ``{"node", "id", "labels",
+"props"}`` in the part's order, and the relationships that touch them, each exactly
+once, as ``TemplateRelationship``s. Relationships the plan refuses (an unsafe type, an
+end that is a selected resource but no template) are not read: the plan counted them
+as dead letters.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional
 
 import apache_beam as beam
 import neo4j
 from apache_beam.metrics import Metrics
 
+from transforms.batch import TemplatePart
 from transforms.connection import Neo4jConnection
-from transforms.model import METRICS_NAMESPACE, Metric, TemplateSelection, template_predicate
+from transforms.cypher import IDENTIFIER_PATTERN
+from transforms.model import (
+    END_EXCLUDED,
+    END_TEMPLATE,
+    METRICS_NAMESPACE,
+    OTHER_END_KIND,
+    Metric,
+    TemplateSelection,
+    template_predicate,
+)
 
-TEMPLATES_TAG = "templates"
-RELATIONSHIPS_TAG = "relationships"
-
-#: The relationships that touch templates, each exactly once: every relationship that
-# leaves a template (to anything), and every relationship that reaches a template from
-# a node that is not a template. Relationships with synthetic nodes of other operations
-# and the scan links to originals are not part of the template subgraph.
+#: The relationships that touch template ``t``, each exactly once: every relationship
+# that leaves a template (to anything), and every relationship that reaches a template
+# from a node that is not a template. Relationships with synthetic nodes of other
+# operations and the scan links to originals are not part of the template subgraph.
 TEMPLATE_RELATIONSHIPS = f"""
 CALL {{
   WITH t
@@ -45,28 +52,55 @@ CALL {{
 }}
 """
 
-_CHUNK = f"""
-MATCH (t:Resource) WHERE t.id >= $first_id AND {template_predicate('t')}
-WITH t ORDER BY t.id LIMIT $count
+_PART = f"""
+UNWIND $nodes AS node
+MATCH (t:Resource) WHERE id(t) = node AND {template_predicate('t')}
 """
 
-_READ_CHUNK_TEMPLATES = _CHUNK + "RETURN t.id AS id, labels(t) AS labels, properties(t) AS props"
+_READ_PART_TEMPLATES = _PART + "RETURN id(t) AS node, t.id AS id, labels(t) AS labels, properties(t) AS props"
 
-_READ_CHUNK_RELATIONSHIPS = (
-    _CHUNK
+_READ_PART_RELATIONSHIPS = (
+    _PART
     + TEMPLATE_RELATIONSHIPS
     + f"""
-RETURN t.id AS template_id, elementId(t) AS template_element_id,
-       t.resource_group AS resource_group, outgoing,
-       type(r) AS type, properties(r) AS props, elementId(r) AS element_id,
-       elementId(o) AS other_element_id,
-       CASE WHEN {template_predicate('o')} THEN o.id END AS other_template_id
+WITH t, r, o, outgoing, {OTHER_END_KIND} AS end
+WHERE end <> '{END_EXCLUDED}' AND type(r) =~ $identifier
+RETURN t.id AS template_id, outgoing, type(r) AS type, properties(r) AS props,
+       elementId(r) AS element_id, elementId(o) AS other_element_id,
+       CASE WHEN end = '{END_TEMPLATE}' THEN o.id END AS other_template_id
 """
 )
 
 
-class _ReadChunkFn(beam.DoFn):
-    """Reads one chunk of templates and the relationships that touch them."""
+class TemplateRelationship(NamedTuple):
+    """One relationship of a template: the template's ``id``, its direction from the
+    template, type, properties, element id, the other end's element id, and the other
+    end's ``id`` when it is a template (None: a shared node, linked as it is)."""
+
+    template_id: str
+    outgoing: bool
+    type: str
+    props: Dict[str, Any]
+    element_id: str
+    other_element_id: str
+    other_template_id: Optional[str]
+
+
+class PartTemplates(NamedTuple):
+    """A part as read: the plan's part, its templates in the part's order, their
+    relationships."""
+
+    part: TemplatePart
+    templates: List[Dict[str, Any]]
+    relationships: List[TemplateRelationship]
+
+
+class TemplatesChangedError(RuntimeError):
+    """A part no longer reads as planned: the templates changed since the plan."""
+
+
+class _ReadPartFn(beam.DoFn):
+    """Reads one part: its templates, then the relationships that touch them."""
 
     def __init__(self, connection: Neo4jConnection, selection: TemplateSelection) -> None:
         self._connection = connection
@@ -77,20 +111,28 @@ class _ReadChunkFn(beam.DoFn):
         self._templates_read = Metrics.counter(METRICS_NAMESPACE, Metric.TEMPLATES_READ)
         self._relationships_read = Metrics.counter(
             METRICS_NAMESPACE, Metric.TEMPLATE_RELATIONSHIPS_READ)
+        self._parts_read = Metrics.counter(METRICS_NAMESPACE, Metric.TEMPLATE_PARTS_READ)
 
-    def process(self, chunk: Tuple[str, int]) -> Iterator:
-        first_id, count = chunk
-        params = {**self._selection.parameters(), "first_id": first_id, "count": count}
+    def process(self, part: TemplatePart) -> Iterator[PartTemplates]:
+        node_ids = part.node_ids()
+        params = {**self._selection.parameters(), "nodes": node_ids,
+                  "identifier": IDENTIFIER_PATTERN}
         with self._driver.session(
             database=self._connection.database, default_access_mode=neo4j.READ_ACCESS
         ) as session:
-            templates = session.execute_read(_fetch_all, _READ_CHUNK_TEMPLATES, params)
-            relationships = session.execute_read(_fetch_all, _READ_CHUNK_RELATIONSHIPS, params)
+            templates = session.execute_read(_fetch_all, _READ_PART_TEMPLATES, params)
+            relationships = session.execute_read(_fetch_all, _READ_PART_RELATIONSHIPS, params)
+        if len(templates) != len(node_ids):
+            raise TemplatesChangedError(
+                f"part {part.index} of the plan has {len(node_ids)} templates, "
+                f"{len(templates)} read as templates now: the templates changed since the "
+                "plan; run the scale-up again")
+        by_node = {template["node"]: template for template in templates}
         self._templates_read.inc(len(templates))
         self._relationships_read.inc(len(relationships))
-        yield from templates
-        for relationship in relationships:
-            yield beam.pvalue.TaggedOutput(RELATIONSHIPS_TAG, relationship)
+        self._parts_read.inc()
+        yield PartTemplates(part, [by_node[node] for node in node_ids],
+                            [TemplateRelationship(**row) for row in relationships])
 
     def teardown(self) -> None:
         driver = getattr(self, "_driver", None)
@@ -103,27 +145,21 @@ def _fetch_all(tx: neo4j.ManagedTransaction, query: str, params: Dict[str, objec
 
 
 class ReadTemplates(beam.PTransform):
-    """Read chunks ``(first template id, count)`` → templates (main output
-    ``templates``) and the relationships that touch them (output ``relationships``);
-    the shapes are in the module docstring."""
+    """Parts (``TemplatePart``) → one ``PartTemplates`` each; see the module docstring."""
 
     def __init__(self, connection: Neo4jConnection, selection: TemplateSelection,
-                 chunks: Sequence[Tuple[str, int]]) -> None:
+                 parts: List[TemplatePart]) -> None:
         super().__init__()
-        if not chunks:
-            raise ValueError("chunks must not be empty: plan the templates first")
+        if not parts:
+            raise ValueError("parts must not be empty: plan the templates first")
         self._connection = connection
         self._selection = selection
-        self._chunks = list(chunks)
+        self._parts = list(parts)
 
     def expand(self, pbegin):
         return (
             pbegin
-            | "Chunks" >> beam.Create(self._chunks)
-            | "SpreadChunks" >> beam.Reshuffle()
-            | "ReadChunk" >> beam.ParDo(_ReadChunkFn(self._connection, self._selection)).with_outputs(
-                RELATIONSHIPS_TAG, main=TEMPLATES_TAG
-            )
+            | "Parts" >> beam.Create(self._parts)
+            | "SpreadParts" >> beam.Reshuffle()
+            | "ReadPart" >> beam.ParDo(_ReadPartFn(self._connection, self._selection))
         )
-
-

@@ -1,4 +1,4 @@
-"""Replicate: templates and their relationships → synthetic write rows.
+"""Replicate: parts of templates → copy units, the write batches of a scale-up.
 
 Replica ``r`` of the tenant is an independent copy of the template subgraph:
 
@@ -9,63 +9,46 @@ Replica ``r`` of the tenant is an independent copy of the template subgraph:
   copy it is);
 * each template relationship becomes, in replica ``r``, the same type, direction and
   properties (plus ``scale_operation_id`` and ``template_source_rel_id``) between the
-  replica-``r`` copies of its two ends. An end that has no replica-``r`` copy is kept
-  as it is: a shared node, a resource outside the selection, or, when the factor is
-  not an integer, a template with one copy fewer than the other end. A relationship
-  is copied into as many replicas as its ends have copies (the larger count).
+  replica-``r`` copy of its template and: the replica-``r`` copy of the other end when
+  that is a template too, or the other end itself when it is a shared node (a
+  ``Tenant``, a ``Tag``, a resource outside the selection). A relationship between two
+  templates of which only one has a replica-``r`` copy (the one component the partial
+  replica splits) is left out: a copy is never linked to a real resource.
 
 So every synthetic node's relationships correspond one-to-one to its template's; no
-cross product of copies is possible, and nothing depends on chunk boundaries because
-a relationship row needs only its own two ends.
+cross product of copies is possible, and nothing depends on where parts end.
 
 Ids are ``<template id>-syn-<24 hex>``, names ``<template name>-syn-<24 hex>``: the hex
 is 96 bits of BLAKE2b over (operation, template id, replica), so the same operation
 always makes the same ids (re-runs converge) and collisions at 10M nodes have a
 probability below 1e-15.
 
-Output elements are ``((write kind, shard), copy set)``: a copy set describes all
-copies of one template (or of one template relationship) that share a write kind,
-compactly: the template's properties once plus the replica numbers. The sink turns
-it into rows with ``CopySetRows`` just before writing. Beam's per-element costs
-(coding, ``GroupIntoBatches`` state and timers) and the memory the local runner
-holds between stages then grow with the templates, not with the copies: at 40k →
-1M, 40k node elements instead of 960k full rows.
-
-The shard is derived from the template's resource group. Azure links resources
-mostly within their resource group, so relationship batches of different shards
-touch disjoint synthetic nodes, and the sink can write shards in parallel without
-lock contention.
+``ReplicateParts`` turns each part into one ``CopyUnit`` per replica (main output) and,
+when the part is a slice of a component too large for one batch, one ``LinkUnit`` per
+replica for the relationships to the other slices (output ``links``). Units are
+compact references to the part; ``UnitRows`` expands one into the rows of its
+transaction in the sink's write thread, just before the write, so that full rows exist
+only for the transactions in flight.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import zlib
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, NamedTuple
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 
-from transforms.cypher import (
-    ELEMENT_ID,
-    UnsafeIdentifierError,
-    checked_identifier,
-    node_kind,
-    relationship_kind,
-)
 from transforms.model import (
-    DEAD_LETTER_TAG,
     GENERATION_STRATEGY,
-    METRICS_NAMESPACE,
     NOT_COPIED_LABELS,
     NOT_COPIED_PROPERTIES,
     RELATIONSHIP_KEY,
     RESOURCE_LABEL,
-    CopyRule,
-    DeadLetter,
-    Metric,
 )
+from transforms.read import PartTemplates, TemplateRelationship
+
+LINKS_TAG = "links"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,14 +57,14 @@ class ReplicationSettings:
 
     operation_id: str
     generation_timestamp: str
-    copy_rule: CopyRule
-    shards: int
+    base_copies: int
 
     def __post_init__(self) -> None:
         if not self.operation_id:
             raise ValueError("operation_id must not be empty")
-        if self.shards < 1:
-            raise ValueError(f"shards must be at least 1, got {self.shards}")
+        if isinstance(self.base_copies, bool) or not isinstance(self.base_copies, int) \
+                or self.base_copies < 0:
+            raise ValueError(f"base_copies must be a non-negative integer, got {self.base_copies!r}")
 
 
 def synthetic_suffix(operation_id: str, template_id: str, replica: int) -> str:
@@ -96,150 +79,151 @@ def synthetic_id(operation_id: str, template_id: str, replica: int) -> str:
     return template_id + synthetic_suffix(operation_id, template_id, replica)
 
 
-def _shard(resource_group: Optional[str], shards: int) -> int:
-    return zlib.crc32((resource_group or "").encode("utf-8")) % shards
+class CopyUnit(NamedTuple):
+    """Replica ``replica`` of a part: its copies, the relationships among them and to
+    shared nodes. Written in one transaction."""
+
+    part: PartTemplates
+    replica: int
 
 
-# A copy set is a plain tuple, so that Beam codes it with its fast primitive coder:
-#   (NODES, base row, template id, template name or None, replicas)
-#   (RELATIONSHIPS, properties, start end, end end, replicas)
-# where an end is (template id, element id, is_copy): the replica's copy of that
-# template when is_copy, else the node with that element id.
-NODES, RELATIONSHIPS = "nodes", "relationships"
+class LinkUnit(NamedTuple):
+    """Replica ``replica`` of the relationships from a part to other slices of its
+    component. Written in one transaction once every copy unit is written."""
+
+    part: PartTemplates
+    replica: int
 
 
-class _ReplicateNodesFn(beam.DoFn):
-    def __init__(self, settings: ReplicationSettings) -> None:
-        self._settings = settings
+@dataclasses.dataclass
+class UnitRows:
+    """What one unit writes, as the sink's statements take it (``transforms.cypher``).
 
-    def setup(self) -> None:
-        self._dead_letters = Metrics.counter(METRICS_NAMESPACE, Metric.DEAD_LETTERS)
-
-    def process(self, template: Dict[str, Any]) -> Iterator:
-        settings = self._settings
-        template_id = template["id"]
-        try:
-            extra_labels = tuple(
-                checked_identifier(label, "label")
-                for label in template["labels"]
-                if label not in NOT_COPIED_LABELS
-            )
-        except UnsafeIdentifierError as error:
-            self._dead_letters.inc()
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG,
-                                          DeadLetter("template", template_id, str(error)))
-            return
-        props = template["props"]
-        base = {key: value for key, value in props.items() if key not in NOT_COPIED_PROPERTIES}
-        base["synthetic"] = True
-        base["scale_operation_id"] = settings.operation_id
-        base["template_source_id"] = template_id
-        base["generation_strategy"] = GENERATION_STRATEGY
-        base["generation_timestamp"] = settings.generation_timestamp
-        name = props.get("name")
-        replicas = list(range(settings.copy_rule.copies_of(template_id)))
-        key = (node_kind(RESOURCE_LABEL, extra_labels),
-               _shard(props.get("resource_group"), settings.shards))
-        yield key, (NODES, base, template_id, name if isinstance(name, str) else None, replicas)
-
-
-class _ReplicateRelationshipsFn(beam.DoFn):
-    def __init__(self, settings: ReplicationSettings) -> None:
-        self._settings = settings
-
-    def setup(self) -> None:
-        self._dead_letters = Metrics.counter(METRICS_NAMESPACE, Metric.DEAD_LETTERS)
-
-    def process(self, relationship: Dict[str, Any]) -> Iterator:
-        settings = self._settings
-        rule = settings.copy_rule
-        try:
-            rel_type = checked_identifier(relationship["type"], "relationship type")
-        except UnsafeIdentifierError as error:
-            self._dead_letters.inc()
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, DeadLetter(
-                "relationship", relationship["element_id"], str(error)))
-            return
-        template_id = relationship["template_id"]
-        other_template_id = relationship["other_template_id"]
-        own_copies = rule.copies_of(template_id)
-        other_copies = rule.copies_of(other_template_id) if other_template_id is not None else 0
-        props = dict(relationship["props"])
-        props["scale_operation_id"] = settings.operation_id
-        props[RELATIONSHIP_KEY] = relationship["element_id"]
-        replicas_by_ends: Dict[Tuple[bool, bool], List[int]] = {}
-        for replica in range(max(own_copies, other_copies)):
-            ends = (replica < own_copies, replica < other_copies)
-            replicas_by_ends.setdefault(ends, []).append(replica)
-        shard = _shard(relationship["resource_group"], settings.shards)
-        for (own_is_copy, other_is_copy), replicas in replicas_by_ends.items():
-            own = (template_id, relationship["template_element_id"], own_is_copy)
-            other = (other_template_id, relationship["other_element_id"], other_is_copy)
-            start, end = (own, other) if relationship["outgoing"] else (other, own)
-            kind = relationship_kind(rel_type, _match(start), _match(end), RELATIONSHIP_KEY)
-            yield (kind, shard), (RELATIONSHIPS, props, start, end, replicas)
-
-
-def _match(end: Tuple[Optional[str], str, bool]) -> str:
-    """How the sink finds a relationship end: a copy by ``id``, anything else by ``elementId``."""
-    return RESOURCE_LABEL if end[2] else ELEMENT_ID
-
-
-class CopySetRows:
-    """Turns a copy set into the rows the sink writes (``WriteToNeo4j``'s ``rows_of_group``).
-
-    Runs in the sink, just before the write, so that full rows exist only for the
-    batches in flight.
+    ``key``: the unit's ledger key (operation, part, replica), the same in every run of
+    the operation. A copy unit has ``nodes`` [{labels, props}], ``internal`` [{s, e,
+    type, props}] between its nodes (by position), ``outgoing``/``incoming`` [{own,
+    other, type, props}] to existing nodes (by element id); a link unit has ``links``
+    [{start, end, type, props}] between copies (by id).
     """
 
-    def __init__(self, operation_id: str) -> None:
-        self._operation_id = operation_id
+    key: str
+    nodes: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
+    internal: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
+    outgoing: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
+    incoming: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
+    links: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
 
-    def __call__(self, copy_set: Tuple) -> List[Dict[str, Any]]:
-        operation_id = self._operation_id
-        if copy_set[0] == NODES:
-            _, base, template_id, name, replicas = copy_set
-            rows = []
-            for replica in replicas:
-                suffix = synthetic_suffix(operation_id, template_id, replica)
-                row = dict(base)
-                row["id"] = template_id + suffix
-                row["scale_replica"] = replica
-                if name is not None:
-                    row["name"] = name + suffix
-                rows.append(row)
-            return rows
-        _, props, start, end, replicas = copy_set
-        return [{"start": self._end(start, replica), "end": self._end(end, replica), "props": props}
-                for replica in replicas]
-
-    def _end(self, end: Tuple[Optional[str], str, bool], replica: int) -> str:
-        template_id, element_id, is_copy = end
-        return synthetic_id(self._operation_id, template_id, replica) if is_copy else element_id
+    @property
+    def relationships(self) -> int:
+        return len(self.internal) + len(self.outgoing) + len(self.incoming) + len(self.links)
 
 
-class ReplicateNodes(beam.PTransform):
-    """Templates → ``((kind, shard), copy set)``; unusable templates → ``dead_letter``."""
+class _ReplicatePartsFn(beam.DoFn):
+    def __init__(self, base_copies: int) -> None:
+        self._base_copies = base_copies
+
+    def process(self, part: PartTemplates) -> Iterator:
+        copies = part.part.copies(self._base_copies)
+        in_part = {template["id"] for template in part.templates}
+        has_links = any(rel.other_template_id is not None and rel.other_template_id not in in_part
+                        for rel in part.relationships)
+        for replica in range(max(copies)):
+            yield CopyUnit(part, replica)
+            if has_links:
+                yield beam.pvalue.TaggedOutput(LINKS_TAG, LinkUnit(part, replica))
+
+
+class ReplicateParts(beam.PTransform):
+    """``PartTemplates`` → ``CopyUnit``s (main output) and ``LinkUnit``s (``links``)."""
+
+    def __init__(self, base_copies: int) -> None:
+        super().__init__()
+        self._base_copies = base_copies
+
+    def expand(self, parts):
+        return parts | "ReplicateParts" >> beam.ParDo(
+            _ReplicatePartsFn(self._base_copies)).with_outputs(LINKS_TAG, main="copies")
+
+
+class UnitRowsOf:
+    """Expands a ``CopyUnit`` or ``LinkUnit`` into its ``UnitRows`` (the sink calls it in
+    its write threads; picklable)."""
 
     def __init__(self, settings: ReplicationSettings) -> None:
-        super().__init__()
         self._settings = settings
 
-    def expand(self, templates):
-        return templates | "ReplicateNodes" >> beam.ParDo(
-            _ReplicateNodesFn(self._settings)
-        ).with_outputs(DEAD_LETTER_TAG, main="rows")
+    def __call__(self, unit) -> UnitRows:
+        part, replica = unit
+        key = f"{self._settings.operation_id}/{part.part.index}/{replica}"
+        copied = {template["id"] for template, copies
+                  in zip(part.templates, part.part.copies(self._settings.base_copies))
+                  if copies > replica}
+        if isinstance(unit, LinkUnit):
+            return self._links(part, replica, copied, key + "/links")
+        return self._copies(part, replica, copied, key)
 
+    def _copies(self, part: PartTemplates, replica: int, copied: set, key: str) -> UnitRows:
+        rows = UnitRows(key)
+        position: Dict[str, int] = {}
+        for template in part.templates:
+            if template["id"] in copied:
+                position[template["id"]] = len(rows.nodes)
+                rows.nodes.append(self._node(template, replica))
+        in_part = {template["id"] for template in part.templates}
+        for rel in part.relationships:
+            if rel.template_id not in copied:
+                continue
+            own, props = position[rel.template_id], self._props(rel)
+            other = rel.other_template_id
+            if other is None:
+                side = rows.outgoing if rel.outgoing else rows.incoming
+                side.append({"own": own, "other": rel.other_element_id, "type": rel.type,
+                             "props": props})
+            elif other not in in_part:
+                continue  # a link: written by the LinkUnit of this replica
+            elif other in copied:
+                start, end = (own, position[other]) if rel.outgoing else (position[other], own)
+                rows.internal.append({"s": start, "e": end, "type": rel.type, "props": props})
+            # else: the other end has no copy in this replica (the component the partial
+            # replica splits): left out, never linked to the real template.
+        # Shared nodes are locked in one order by every transaction: no lock cycles.
+        rows.outgoing.sort(key=lambda rel: rel["other"])
+        rows.incoming.sort(key=lambda rel: rel["other"])
+        return rows
 
-class ReplicateRelationships(beam.PTransform):
-    """Template relationships → ``((kind, shard), copy set)``; unusable ones →
-    ``dead_letter``."""
+    def _links(self, part: PartTemplates, replica: int, copied: set, key: str) -> UnitRows:
+        rows = UnitRows(key)
+        operation_id = self._settings.operation_id
+        in_part = {template["id"] for template in part.templates}
+        for rel in part.relationships:
+            other = rel.other_template_id
+            if rel.template_id not in copied or other is None or other in in_part:
+                continue
+            # Only outgoing relationships reach other templates (module read), so each
+            # link is written once, by the part of its start.
+            rows.links.append({"start": synthetic_id(operation_id, rel.template_id, replica),
+                               "end": synthetic_id(operation_id, other, replica),
+                               "type": rel.type, "props": self._props(rel)})
+        return rows
 
-    def __init__(self, settings: ReplicationSettings) -> None:
-        super().__init__()
-        self._settings = settings
+    def _node(self, template: Dict[str, Any], replica: int) -> Dict[str, Any]:
+        settings = self._settings
+        template_id, props = template["id"], template["props"]
+        suffix = synthetic_suffix(settings.operation_id, template_id, replica)
+        row = {key: value for key, value in props.items() if key not in NOT_COPIED_PROPERTIES}
+        row.update(id=template_id + suffix, synthetic=True,
+                   scale_operation_id=settings.operation_id, template_source_id=template_id,
+                   generation_strategy=GENERATION_STRATEGY,
+                   generation_timestamp=settings.generation_timestamp, scale_replica=replica)
+        name = props.get("name")
+        if isinstance(name, str):
+            row["name"] = name + suffix
+        labels = [RESOURCE_LABEL, *(label for label in template["labels"]
+                                    if label not in NOT_COPIED_LABELS)]
+        return {"labels": labels, "props": row}
 
-    def expand(self, relationships):
-        return relationships | "ReplicateRelationships" >> beam.ParDo(
-            _ReplicateRelationshipsFn(self._settings)
-        ).with_outputs(DEAD_LETTER_TAG, main="rows")
+    def _props(self, rel: TemplateRelationship) -> Dict[str, Any]:
+        props = dict(rel.props)
+        props["scale_operation_id"] = self._settings.operation_id
+        props[RELATIONSHIP_KEY] = rel.element_id
+        return props

@@ -31,6 +31,8 @@ SCALE_UP_INDEXES: Tuple[IndexSpec, ...] = (
     ("Resource", ("synthetic", "scale_operation_id")),
     ("ScaleOperation", ("id",)),
 )
+#: Uniqueness the writes rely on: the ledger of written batches (``transforms.write``).
+SCALE_UP_CONSTRAINTS: Tuple[Tuple[str, str], ...] = (("ScaleBatch", "key"),)
 INDEX_ONLINE_TIMEOUT_S = 600
 
 
@@ -54,6 +56,10 @@ def ensure_indexes(
     """Create the missing indexes of ``specs``, wait until all are online; return new names."""
     created = []
     with driver.session(database=database) as session:
+        for label, prop in SCALE_UP_CONSTRAINTS:
+            name = _index_name(label, (prop, "unique"))
+            session.run(f"CREATE CONSTRAINT `{name}` IF NOT EXISTS FOR (n:`{label}`) "
+                        f"REQUIRE n.`{prop}` IS UNIQUE").consume()
         existing = existing_range_indexes(session)
         for label, properties in specs:
             if (label, tuple(properties)) in existing:

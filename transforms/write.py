@@ -1,31 +1,40 @@
-"""Write: the Neo4j sink. Batches in, idempotent ``UNWIND`` transactions out, bounded
-parallelism; ``WriteToNeo4j`` is the one public transform.
+"""Write: the Neo4j sink. Batches in, transactions out, bounded parallelism;
+``WriteToNeo4j`` is the one public transform.
 
-Input is what ``transforms.batch.BatchRowGroups`` emits: ``((kind, shard), groups)``,
-each group a list of rows, or a compact description of rows that ``rows_of_group``
-expands (the copies of one template, say) in the write thread, just before its
-transaction.
-``kind`` (see ``transforms.cypher``) names the one constant statement the batch is
-written with; ``shard`` spreads the work over concurrent transactions.
+The sink knows how to run transactions well; what one batch is and how it becomes a
+transaction is its handler's (as RunInference's model handlers are):
+
+* ``CopyUnits`` (the scale-up): a batch is a copy unit (``transforms.replicate``):
+  one part of the templates in one replica, written in one transaction that
+  ``CREATE``s the copies and every relationship among them and to shared nodes, or a
+  link unit (relationships between slices of a large component).
+* ``RowBatches`` (the demo loader): a batch is ``((kind, shard), groups of rows)`` from
+  ``transforms.batch.BatchRowGroups``, written with one ``MERGE`` statement per kind.
 
 Why it is shaped like this:
 
-* **Idempotent.** Beam retries bundles and users re-run failed operations, so every
-  statement ``MERGE``s on a deterministic key: sending a batch twice converges to the
-  same graph. That is also why a connection lost during COMMIT (``IncompleteCommit``,
-  outcome unknown, not retried by the driver) can simply be sent again.
+* **Exactly once, even when runs race.** Beam retries bundles, users re-run failed
+  operations, two runs may race. A copy unit's transaction first merges its ledger
+  node ``(:ScaleBatch {key})`` (a uniqueness constraint on ``key``): a second
+  transaction with the same key waits for the first to commit, then finds it written
+  and writes nothing. The key is fixed by the plan, so a re-run skips what was
+  written and writes the rest, and the copies can be ``CREATE``d: no index lookup to
+  find whether they exist, no lock on anyone else's node. A commit whose outcome is
+  unknown (``IncompleteCommit``, which the driver does not retry) is simply sent again.
+  Row batches ``MERGE`` on deterministic keys instead.
+* **Nothing overwritten.** ``CREATE`` never touches an existing node. A unit whose new
+  ids already exist on some ``:Resource`` writes nothing; the sink sets those rows
+  aside as dead letters (they are not this operation's) and writes the rest.
 * **Really concurrent, bounded.** A single Beam worker calls ``process`` one batch at a
   time, so the DoFn keeps up to ``max_concurrent_writes`` transactions in flight on its
-  own thread pool and blocks when all are busy (which also bounds memory).
-* **No lock fights.** Creating a relationship locks both end nodes. Relationship
-  batches of one shard touch one shard's synthetic nodes, so the sink never runs two
-  batches of the same shard at once; batches of different shards touch disjoint
-  synthetic nodes and run in parallel. Node batches take no such locks.
-* **Nothing lost.** A batch that Neo4j rejects for its data is split in halves until the
-  offending rows are isolated; those go to the ``dead_letter`` output (counted), the
-  rest is written. A relationship row whose end node does not exist writes nothing:
-  the statement counts what it wrote, and rows short of it are dead-lettered by name. Infrastructure errors (server gone, auth) are counted and re-raised
-  so that the run fails visibly and can be resumed.
+  own thread pool and blocks when all are busy (which also bounds memory). Copy units
+  of different parts touch disjoint new nodes; their relationships to shared nodes are
+  sorted by node, so concurrent transactions lock shared nodes in one order.
+* **Nothing lost.** A batch that Neo4j refuses for its data is cut into pieces (each
+  with a ledger key of its own) until the offending rows are isolated; those go to
+  the ``dead_letter`` output (counted), the rest is written. A relationship whose
+  existing end is gone is a dead letter by name. Infrastructure errors (server gone,
+  auth) are counted and re-raised so that the run fails visibly and can be resumed.
 * **Metrics on the right thread.** Beam's metric context is thread-local, so the pool
   threads only measure; counters and distributions are updated by the DoFn's thread.
 * **Live progress.** Beam metrics are only reported after a run ends, so the sink also
@@ -52,18 +61,24 @@ import psutil
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
+from transforms.batch import split_into_transactions
 from transforms.connection import Neo4jConnection
 from transforms.cypher import (
+    COPY_LINKS,
+    COPY_UNIT,
+    EXISTING_IDS,
+    MISSING_NODES,
     UnsafeIdentifierError,
     WriteKind,
     is_node_kind,
     missing_ends_statement,
     write_statement,
 )
-from transforms.batch import split_into_transactions
 from transforms.model import DEAD_LETTER_TAG, METRICS_NAMESPACE, DeadLetter, Metric
+from transforms.replicate import UnitRows
 
 _LOG = logging.getLogger(__name__)
+
 
 class _WriteProgress:
     def __init__(self) -> None:
@@ -93,6 +108,8 @@ WRITE_PROGRESS = _WriteProgress()
 RETRY_FIRST_DELAY_S = 0.1
 #: How often a batch whose commit outcome is unknown (``IncompleteCommit``) is sent.
 MAX_SEND_ATTEMPTS = 3
+#: The most write transactions the sink keeps in flight (a bound for the flags too).
+MAX_CONCURRENT_WRITES = 64
 #: Codes of client errors caused by the rows of a batch rather than by the system.
 _DATA_ERROR_PREFIXES = ("Neo.ClientError.Statement.", "Neo.ClientError.Schema.")
 _NOT_DATA_ERRORS = ("Neo.ClientError.Statement.SyntaxError",)
@@ -104,30 +121,330 @@ class WriteRetriesExhaustedError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class BatchWritten:
-    """What one written batch reports downstream (and to the run report)."""
+    """What one written transaction reports downstream (and to the run report)."""
 
-    is_node: bool
-    rows: int
+    nodes: int
+    relationships: int
     seconds: float
 
 
 @dataclasses.dataclass
 class _Outcome:
-    """What a pool thread measured for one batch; turned into metrics on the DoFn thread."""
+    """What a pool thread measured for one transaction; turned into metrics on the DoFn
+    thread."""
 
-    kind: WriteKind
-    rows_written: int = 0
+    nodes_written: int = 0
+    relationships_written: int = 0
+    already_written: bool = False
     seconds: float = 0.0
     retries: int = 0
     concurrency: int = 0
-    dead_letters: List[Tuple[WriteKind, Dict[str, Any], str]] = dataclasses.field(
-        default_factory=list
-    )
+    dead_letters: List[DeadLetter] = dataclasses.field(default_factory=list)
+
+    @property
+    def rows_written(self) -> int:
+        return self.nodes_written + self.relationships_written
 
 
 def _is_data_error(error: neo4j.exceptions.Neo4jError) -> bool:
     code = error.code or ""
     return code.startswith(_DATA_ERROR_PREFIXES) and code not in _NOT_DATA_ERRORS
+
+
+def _reason(error: neo4j.exceptions.Neo4jError) -> str:
+    return f"{error.code}: {error.message}"
+
+
+def check_max_concurrent_writes(value: int) -> int:
+    """``value`` if it is an integer from 1 to ``MAX_CONCURRENT_WRITES``, else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONCURRENT_WRITES:
+        raise ValueError(f"max_concurrent_writes must be an integer from 1 to "
+                         f"{MAX_CONCURRENT_WRITES}, got {value!r}")
+    return value
+
+
+# --------------------------------------------------------------------------- transactions
+
+
+class _Transactions:
+    """Runs one transaction function with the sink's rules: the driver retries transient
+    errors (deadlocks too); a commit whose outcome is unknown is sent again, up to
+    ``MAX_SEND_ATTEMPTS`` times (safe: every batch is idempotent); the number of
+    re-runs is added to ``outcome.retries``. Thread-safe: a session per transaction."""
+
+    def __init__(self, driver: neo4j.Driver, database: str) -> None:
+        self.driver = driver
+        self.database = database
+
+    def write(self, work: Callable[[neo4j.ManagedTransaction], Any], outcome: _Outcome,
+              rows: int) -> Any:
+        calls = 0
+
+        def counted(tx: neo4j.ManagedTransaction) -> Any:
+            nonlocal calls
+            calls += 1
+            return work(tx)
+
+        for attempt in range(1, MAX_SEND_ATTEMPTS + 1):
+            try:
+                with self.driver.session(database=self.database) as session:
+                    value = session.execute_write(counted)
+                outcome.retries += calls - 1
+                return value
+            except neo4j.exceptions.IncompleteCommit as error:
+                outcome.retries += calls
+                calls = 0
+                _LOG.warning("commit of a %d-row batch not confirmed (%s); sending it again, "
+                             "attempt %d of %d", rows, error, attempt + 1, MAX_SEND_ATTEMPTS)
+        raise WriteRetriesExhaustedError(
+            f"a {rows}-row batch could not be confirmed written after {MAX_SEND_ATTEMPTS} attempts")
+
+    def read(self, query: str, **params: Any) -> List[Dict[str, Any]]:
+        with self.driver.session(database=self.database,
+                                 default_access_mode=neo4j.READ_ACCESS) as session:
+            return session.execute_read(lambda tx: tx.run(query, params).data())
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+class CopyUnits:
+    """The scale-up's handler: a batch is a ``CopyUnit`` or ``LinkUnit``, expanded by
+    ``rows_of`` (``transforms.replicate.UnitRowsOf``) into ``UnitRows`` and written in one
+    transaction, exactly once per unit key (module docstring)."""
+
+    def __init__(self, rows_of: Callable[[Any], UnitRows], operation_id: str) -> None:
+        self._rows_of = rows_of
+        self._operation_id = operation_id
+
+    def write(self, transactions: _Transactions, unit: Any) -> List[_Outcome]:
+        rows = self._rows_of(unit)
+        if not rows.nodes and not rows.links:
+            return []
+        outcome = _Outcome()
+        self._write(transactions, rows, outcome)
+        return [outcome]
+
+    def _write(self, transactions: _Transactions, rows: UnitRows, outcome: _Outcome) -> None:
+        while True:
+            try:
+                result = transactions.write(lambda tx: self._run(tx, rows),
+                                            outcome, len(rows.nodes) + rows.relationships)
+            except neo4j.exceptions.ClientError as error:
+                if not _is_data_error(error):
+                    raise
+                self._write_in_pieces(transactions, rows, outcome, _reason(error))
+                return
+            to_write, clashes, nodes, relationships = result
+            if not to_write:
+                outcome.already_written = True
+                return
+            if not clashes:
+                break
+            existing = transactions.read(
+                EXISTING_IDS, ids=[node["props"]["id"] for node in rows.nodes],
+                operation_id=self._operation_id)
+            if any(row["ours"] for row in existing):
+                # Copies of this unit written piece by piece by an earlier run: finish
+                # the same way, each piece has its own ledger key.
+                self._write_in_pieces(transactions, rows, outcome, None)
+                return
+            rows = _without_nodes(rows, {row["id"] for row in existing}, outcome)
+            if not rows.nodes:
+                return
+        outcome.nodes_written += nodes
+        outcome.relationships_written += relationships
+        # A link whose other end has no copy in its replica writes nothing: left out by plan.
+        if relationships < rows.relationships and not rows.links:
+            outcome.dead_letters.extend(self._gone_ends(transactions, rows))
+
+    def _run(self, tx: neo4j.ManagedTransaction, rows: UnitRows) -> Tuple[bool, int, int, int]:
+        params = {"key": rows.key, "operation_id": self._operation_id}
+        if rows.nodes:
+            result = tx.run(COPY_UNIT, params, nodes=rows.nodes, internal=rows.internal,
+                            outgoing=rows.outgoing, incoming=rows.incoming,
+                            ids=[node["props"]["id"] for node in rows.nodes])
+        else:
+            result = tx.run(COPY_LINKS, params, rows=rows.links)
+        record = result.single(strict=True)
+        relationships = result.consume().counters.relationships_created
+        # CREATE writes every node row or fails: the node count needs no counter (which
+        # would include the ledger node).
+        nodes = len(rows.nodes) if record["to_write"] and not record["clashes"] else 0
+        return record["to_write"], record["clashes"], nodes, relationships
+
+    def _write_in_pieces(self, transactions: _Transactions, rows: UnitRows, outcome: _Outcome,
+                         reason: Optional[str]) -> None:
+        """Write ``rows`` as smaller units, each with a ledger key of its own: each node
+        with its relationships to shared nodes, then the relationships between them
+        (by id); one row that still fails is a dead letter with ``reason`` (Neo4j's
+        error). Used when Neo4j refuses the whole unit for its data, or when an earlier
+        run wrote the unit this way."""
+        if len(rows.nodes) + len(rows.links) <= 1:
+            outcome.dead_letters.extend(_dead_letters(rows, reason or "refused by Neo4j"))
+            return
+        for position, node in enumerate(rows.nodes):
+            self._write(transactions, UnitRows(
+                f"{rows.key}/node/{position}", nodes=[node],
+                outgoing=[{**rel, "own": 0} for rel in rows.outgoing if rel["own"] == position],
+                incoming=[{**rel, "own": 0} for rel in rows.incoming if rel["own"] == position]),
+                outcome)
+        refused = {letter.identity for letter in outcome.dead_letters if letter.kind == "node"}
+        links = list(rows.links)
+        for rel in rows.internal:
+            start, end = (rows.nodes[rel[end]]["props"]["id"] for end in ("s", "e"))
+            if start in refused or end in refused:
+                outcome.dead_letters.append(DeadLetter(
+                    "relationship", rel["props"].get("template_source_rel_id"),
+                    "an end of it was refused by Neo4j"))
+            else:
+                links.append({"start": start, "end": end, "type": rel["type"], "props": rel["props"]})
+        if rows.links:  # a link unit refused whole: one link at a time
+            for position, link in enumerate(links):
+                self._write(transactions, UnitRows(f"{rows.key}/link/{position}", links=[link]), outcome)
+        elif links:
+            self._write(transactions, UnitRows(f"{rows.key}/links", links=links), outcome)
+        # The unit is complete: later runs skip it rather than try it whole again.
+        transactions.write(lambda tx: tx.run(COPY_LINKS, key=rows.key, rows=[],
+                                             operation_id=self._operation_id).consume(),
+                           outcome, 0)
+
+    def _gone_ends(self, transactions: _Transactions, rows: UnitRows) -> List[DeadLetter]:
+        """The relationships of a written unit whose existing end node is gone."""
+        others = [rel["other"] for rel in (*rows.outgoing, *rows.incoming)]
+        gone = {row["element_id"] for row in transactions.read(MISSING_NODES, element_ids=others)}
+        return [DeadLetter("relationship", f"{rel['type']} of {rows.nodes[rel['own']]['props']['id']}",
+                           f"its other end {rel['other']} no longer exists")
+                for rel in (*rows.outgoing, *rows.incoming) if rel["other"] in gone]
+
+
+def _without_nodes(rows: UnitRows, ids: set, outcome: _Outcome) -> UnitRows:
+    """``rows`` without the nodes of ``ids`` (which exist already, not as this
+    operation's: dead letters) and their relationships (dead letters too)."""
+    keep = [i for i, node in enumerate(rows.nodes) if node["props"]["id"] not in ids]
+    for node in rows.nodes:
+        if node["props"]["id"] in ids:
+            outcome.dead_letters.append(DeadLetter(
+                "node", node["props"]["id"],
+                "a node with this id already exists and is not this operation's copy: not overwritten"))
+    new_position = {old: new for new, old in enumerate(keep)}
+    kept = UnitRows(rows.key, nodes=[rows.nodes[i] for i in keep])
+    for rel in rows.internal:
+        if rel["s"] in new_position and rel["e"] in new_position:
+            kept.internal.append({**rel, "s": new_position[rel["s"]], "e": new_position[rel["e"]]})
+        else:
+            outcome.dead_letters.append(DeadLetter("relationship", rel["props"].get("template_source_rel_id"),
+                                                   "an end of it was not written (its id exists)"))
+    for side, kept_side in ((rows.outgoing, kept.outgoing), (rows.incoming, kept.incoming)):
+        for rel in side:
+            if rel["own"] in new_position:
+                kept_side.append({**rel, "own": new_position[rel["own"]]})
+            else:
+                outcome.dead_letters.append(DeadLetter("relationship", rel["props"].get("template_source_rel_id"),
+                                                       "its copy end was not written (its id exists)"))
+    return kept
+
+
+def _dead_letters(rows: UnitRows, reason: str) -> List[DeadLetter]:
+    """One piece that Neo4j refuses: its node and every relationship it carries."""
+    letters = [DeadLetter("node", node["props"]["id"], reason) for node in rows.nodes]
+    letters += [DeadLetter("relationship", rel["props"].get("template_source_rel_id"), reason)
+                for rel in (*rows.internal, *rows.outgoing, *rows.incoming, *rows.links)]
+    return letters
+
+
+RowsOfGroup = Callable[[Any], List[Dict[str, Any]]]
+
+
+def _group_is_rows(group: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    return group
+
+
+class RowBatches:
+    """The demo loader's handler: a batch is ``((kind, shard), groups)``, written with
+    ``write_statement(kind)`` in transactions of at most ``max_rows_per_transaction``
+    rows. Relationship batches of one shard never run at once (they touch one shard's
+    nodes); a batch Neo4j refuses is split in halves until the bad rows are isolated."""
+
+    def __init__(self, max_rows_per_transaction: Optional[int] = None,
+                 rows_of_group: RowsOfGroup = _group_is_rows) -> None:
+        self._max_rows_per_transaction = max_rows_per_transaction
+        self._rows_of_group = rows_of_group
+        self._shard_locks: Dict[Any, threading.Lock] = {}
+        self._shard_locks_lock = threading.Lock()
+
+    def __getstate__(self):
+        return {"_max_rows_per_transaction": self._max_rows_per_transaction,
+                "_rows_of_group": self._rows_of_group}
+
+    def __setstate__(self, state):
+        self.__init__(state["_max_rows_per_transaction"], state["_rows_of_group"])
+
+    def write(self, transactions: _Transactions, batch: Tuple[Tuple[WriteKind, int], Iterable[Any]]
+              ) -> List[_Outcome]:
+        (kind, shard), groups = batch
+        rows = [row for group in groups for row in self._rows_of_group(group)]
+        if is_node_kind(kind):
+            return self._write_all(transactions, kind, rows)
+        with self._shard_locks_lock:
+            lock = self._shard_locks.setdefault(shard, threading.Lock())
+        with lock:
+            return self._write_all(transactions, kind, rows)
+
+    def _write_all(self, transactions: _Transactions, kind: WriteKind,
+                   rows: List[Dict[str, Any]]) -> List[_Outcome]:
+        return [self._write_one(transactions, kind, piece)
+                for piece in split_into_transactions(rows, self._max_rows_per_transaction)]
+
+    def _write_one(self, transactions: _Transactions, kind: WriteKind,
+                   rows: Sequence[Dict[str, Any]]) -> _Outcome:
+        outcome = _Outcome()
+        try:
+            statement = write_statement(kind)
+        except UnsafeIdentifierError as error:
+            outcome.dead_letters = [_row_dead_letter(kind, row, str(error)) for row in rows]
+            return outcome
+        self._write_or_split(transactions, statement, kind, list(rows), outcome)
+        return outcome
+
+    def _write_or_split(self, transactions: _Transactions, statement: str, kind: WriteKind,
+                        rows: List[Dict[str, Any]], outcome: _Outcome) -> None:
+        try:
+            written = transactions.write(
+                lambda tx: tx.run(statement, rows=rows).single(strict=True)["written"],
+                outcome, len(rows))
+        except neo4j.exceptions.ClientError as error:
+            if not _is_data_error(error):
+                raise
+            if len(rows) == 1:
+                outcome.dead_letters.append(_row_dead_letter(kind, rows[0], _reason(error)))
+                return
+            middle = len(rows) // 2
+            self._write_or_split(transactions, statement, kind, rows[:middle], outcome)
+            self._write_or_split(transactions, statement, kind, rows[middle:], outcome)
+            return
+        written = min(written, len(rows))
+        if is_node_kind(kind):
+            outcome.nodes_written += written
+            return
+        outcome.relationships_written += written
+        if written < len(rows):
+            missing = transactions.read(missing_ends_statement(kind), rows=rows)
+            for record in missing:
+                ends = [end for end, gone in (("start", record["no_start"]),
+                                              ("end", record["no_end"])) if gone]
+                outcome.dead_letters.append(_row_dead_letter(
+                    kind, rows[record["i"]], "no node matches its " + " and ".join(ends)))
+
+
+def _row_dead_letter(kind: WriteKind, row: Dict[str, Any], reason: str) -> DeadLetter:
+    """A refused row: nodes by id, relationships by ends."""
+    if is_node_kind(kind):
+        return DeadLetter("node", row.get("id"), reason, row)
+    return DeadLetter("relationship", f"{row.get('start')} -> {row.get('end')}", reason, row)
+
+
+# --------------------------------------------------------------------------- the DoFn
 
 
 class _SinkMetrics:
@@ -138,6 +455,7 @@ class _SinkMetrics:
         self.nodes = Metrics.counter(ns, Metric.NODES_WRITTEN)
         self.relationships = Metrics.counter(ns, Metric.RELATIONSHIPS_WRITTEN)
         self.batches = Metrics.counter(ns, Metric.BATCHES_WRITTEN)
+        self.already_written = Metrics.counter(ns, Metric.BATCHES_ALREADY_WRITTEN)
         self.retries = Metrics.counter(ns, Metric.WRITE_RETRIES)
         self.dead_letters = Metrics.counter(ns, Metric.DEAD_LETTERS)
         self.write_failures = Metrics.counter(ns, Metric.WRITE_FAILURES)
@@ -149,16 +467,15 @@ class _SinkMetrics:
 
     def record(self, outcome: _Outcome) -> None:
         if outcome.rows_written:
-            if is_node_kind(outcome.kind):
-                self.nodes.inc(outcome.rows_written)
-                WRITE_PROGRESS.add(nodes=outcome.rows_written)
-            else:
-                self.relationships.inc(outcome.rows_written)
-                WRITE_PROGRESS.add(relationships=outcome.rows_written)
+            self.nodes.inc(outcome.nodes_written)
+            self.relationships.inc(outcome.relationships_written)
+            WRITE_PROGRESS.add(outcome.nodes_written, outcome.relationships_written)
             self.batches.inc()
             self.batch_size.update(outcome.rows_written)
             self.write_latency_ms.update(int(outcome.seconds * 1000))
             self.write_concurrency.update(outcome.concurrency)
+        if outcome.already_written:
+            self.already_written.inc()
         if outcome.retries:
             self.retries.inc(outcome.retries)
         if outcome.dead_letters:
@@ -170,106 +487,6 @@ class _SinkMetrics:
         self.rss_mb_distribution.update(rss_mb)
 
 
-class _BatchWriter:
-    """Writes one batch in one transaction, with the sink's retry and split rules.
-
-    Thread-safe: one instance serves all pool threads (the driver is thread-safe and a
-    new session is opened per transaction).
-    """
-
-    def __init__(self, driver: neo4j.Driver, database: str) -> None:
-        self._driver = driver
-        self._database = database
-        self._in_flight = 0
-        self._in_flight_lock = threading.Lock()
-
-    def write(self, kind: WriteKind, rows: List[Dict[str, Any]]) -> _Outcome:
-        outcome = _Outcome(kind=kind)
-        started = time.perf_counter()
-        try:
-            statement = write_statement(kind)
-        except UnsafeIdentifierError as error:
-            outcome.dead_letters = [(kind, row, str(error)) for row in rows]
-            return outcome
-        with self._in_flight_lock:
-            self._in_flight += 1
-            outcome.concurrency = self._in_flight
-        try:
-            self._write_or_split(statement, kind, rows, outcome)
-        finally:
-            with self._in_flight_lock:
-                self._in_flight -= 1
-        outcome.seconds = time.perf_counter() - started
-        return outcome
-
-    def _write_or_split(
-        self, statement: str, kind: WriteKind, rows: List[Dict[str, Any]], outcome: _Outcome
-    ) -> None:
-        try:
-            written = self._send(statement, rows, outcome)
-        except neo4j.exceptions.ClientError as error:
-            if not _is_data_error(error):
-                raise
-            if len(rows) == 1:
-                outcome.dead_letters.append((kind, rows[0], f"{error.code}: {error.message}"))
-                return
-            middle = len(rows) // 2
-            self._write_or_split(statement, kind, rows[:middle], outcome)
-            self._write_or_split(statement, kind, rows[middle:], outcome)
-            return
-        outcome.rows_written += min(written, len(rows))
-        if written < len(rows) and not is_node_kind(kind):
-            outcome.dead_letters.extend(self._rows_without_ends(kind, rows))
-
-    def _rows_without_ends(self, kind: WriteKind, rows: List[Dict[str, Any]]) -> List[Tuple]:
-        """The rows of a written batch that wrote nothing because an end node is missing
-        (its template was refused, say, or a shared node was deleted meanwhile)."""
-        with self._driver.session(database=self._database,
-                                  default_access_mode=neo4j.READ_ACCESS) as session:
-            missing = session.execute_read(
-                lambda tx: tx.run(missing_ends_statement(kind), rows=rows).data())
-        return [(kind, rows[record["i"]],
-                 "no node matches its " + " and ".join(
-                     end for end, gone in (("start", record["no_start"]), ("end", record["no_end"]))
-                     if gone))
-                for record in missing]
-
-    def _send(self, statement: str, rows: List[Dict[str, Any]], outcome: _Outcome) -> int:
-        """One transaction; the driver retries transient errors, we re-send unknown commits.
-        Returns the statement's ``written`` count."""
-        calls = 0
-
-        def run_batch(tx: neo4j.ManagedTransaction) -> int:
-            nonlocal calls
-            calls += 1
-            return tx.run(statement, rows=rows).single(strict=True)["written"]
-
-        for attempt in range(1, MAX_SEND_ATTEMPTS + 1):
-            try:
-                with self._driver.session(database=self._database) as session:
-                    written = session.execute_write(run_batch)
-                outcome.retries += calls - 1
-                return written
-            except neo4j.exceptions.IncompleteCommit as error:
-                outcome.retries += calls
-                calls = 0
-                _LOG.warning(
-                    "commit of a %d-row batch not confirmed (%s); sending it again, "
-                    "attempt %d of %d", len(rows), error, attempt + 1, MAX_SEND_ATTEMPTS,
-                )
-        raise WriteRetriesExhaustedError(
-            f"a {len(rows)}-row batch could not be confirmed written after "
-            f"{MAX_SEND_ATTEMPTS} attempts"
-        )
-
-
-def _dead_letter(kind: WriteKind, row: Dict[str, Any], reason: str) -> DeadLetter:
-    """A refused row as the pipeline's dead letters look: nodes by id, relationships by ends."""
-    if is_node_kind(kind):
-        return DeadLetter("node", row.get("id"), reason, row)
-    return DeadLetter("relationship", f"{row.get('start')} -> {row.get('end')}", reason, row)
-
-
 def _in_global_window(output):
     """``finish_bundle`` must give each output its window explicitly."""
     if isinstance(output, beam.pvalue.TaggedOutput):
@@ -277,20 +494,11 @@ def _in_global_window(output):
     return GlobalWindows.windowed_value(output)
 
 
-RowsOfGroup = Callable[[Any], List[Dict[str, Any]]]
-
-
-def _group_is_rows(group: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    return group
-
-
-class _WriteBatchesFn(beam.DoFn):
-    def __init__(self, connection: Neo4jConnection, max_concurrent_writes: int,
-                 max_rows_per_transaction: Optional[int], rows_of_group: RowsOfGroup) -> None:
+class _WriteFn(beam.DoFn):
+    def __init__(self, connection: Neo4jConnection, handler: Any, max_concurrent_writes: int) -> None:
         self._connection = connection
+        self._handler = handler
         self._max_concurrent_writes = max_concurrent_writes
-        self._max_rows_per_transaction = max_rows_per_transaction
-        self._rows_of_group = rows_of_group
 
     def setup(self) -> None:
         self._driver = self._connection.open_driver(
@@ -300,21 +508,20 @@ class _WriteBatchesFn(beam.DoFn):
             # Doubling still spans the driver's 30 s retry time for a lost server.
             initial_retry_delay=RETRY_FIRST_DELAY_S,
         )
-        self._writer = _BatchWriter(self._driver, self._connection.database)
+        self._transactions = _Transactions(self._driver, self._connection.database)
         self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=self._max_concurrent_writes, thread_name_prefix="neo4j-write"
-        )
-        self._shard_locks: Dict[Any, threading.Lock] = {}
+            max_workers=self._max_concurrent_writes, thread_name_prefix="neo4j-write")
+        self._in_flight = 0
+        self._in_flight_lock = threading.Lock()
         self._metrics = _SinkMetrics()
 
     def start_bundle(self) -> None:
         self._pending: List[concurrent.futures.Future] = []
 
-    def process(self, batch: Tuple[Tuple[WriteKind, int], Iterable[Any]], *unused_after):
-        (kind, shard), groups = batch
+    def process(self, batch: Any, *unused_after):
         if len(self._pending) >= self._max_concurrent_writes:
             yield from self._collect(concurrent.futures.FIRST_COMPLETED)
-        self._pending.append(self._pool.submit(self._write_in_shard, kind, shard, list(groups)))
+        self._pending.append(self._pool.submit(self._write, batch))
 
     def finish_bundle(self):
         for output in self._collect(concurrent.futures.ALL_COMPLETED):
@@ -329,17 +536,22 @@ class _WriteBatchesFn(beam.DoFn):
         if driver is not None:
             driver.close()
 
-    def _write_in_shard(self, kind: WriteKind, shard: int, groups: List[Any]) -> List[_Outcome]:
-        rows = [row for group in groups for row in self._rows_of_group(group)]
-        if is_node_kind(kind):
-            return self._write_in_transactions(kind, rows)
-        lock = self._shard_locks.setdefault(shard, threading.Lock())
-        with lock:
-            return self._write_in_transactions(kind, rows)
-
-    def _write_in_transactions(self, kind: WriteKind, rows: List[Dict[str, Any]]) -> List[_Outcome]:
-        return [self._writer.write(kind, transaction)
-                for transaction in split_into_transactions(rows, self._max_rows_per_transaction)]
+    def _write(self, batch: Any) -> List[_Outcome]:
+        """On a pool thread: the handler's transactions for ``batch``, measured."""
+        with self._in_flight_lock:
+            self._in_flight += 1
+            concurrency = self._in_flight
+        started = time.perf_counter()
+        try:
+            outcomes = self._handler.write(self._transactions, batch)
+        finally:
+            with self._in_flight_lock:
+                self._in_flight -= 1
+        seconds = time.perf_counter() - started
+        for outcome in outcomes:
+            outcome.concurrency = concurrency
+            outcome.seconds = seconds / len(outcomes)
+        return outcomes
 
     def _collect(self, return_when: str):
         """Wait for pending writes, record their metrics, yield their outputs."""
@@ -355,89 +567,35 @@ class _WriteBatchesFn(beam.DoFn):
         for outcome in outcomes:
             self._metrics.record(outcome)
             if outcome.rows_written:
-                yield BatchWritten(
-                    is_node=is_node_kind(outcome.kind),
-                    rows=outcome.rows_written,
-                    seconds=outcome.seconds,
-                )
-            for kind, row, reason in outcome.dead_letters:
-                yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, _dead_letter(kind, row, reason))
+                yield BatchWritten(outcome.nodes_written, outcome.relationships_written,
+                                   outcome.seconds)
+            for dead_letter in outcome.dead_letters:
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, dead_letter)
 
 
-#: The most write transactions the sink keeps in flight (a bound for the flags too).
-MAX_CONCURRENT_WRITES = 64
+class WriteToNeo4j(beam.PTransform):
+    """Batches → Neo4j, each written by ``handler`` (``CopyUnits`` or ``RowBatches``) with
+    at most ``max_concurrent_writes`` transactions in flight (1 to
+    ``MAX_CONCURRENT_WRITES``); see the module docstring.
 
-
-def check_max_concurrent_writes(value: int) -> int:
-    """``value`` if it is an integer from 1 to ``MAX_CONCURRENT_WRITES``, else ValueError."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONCURRENT_WRITES:
-        raise ValueError(f"max_concurrent_writes must be an integer from 1 to "
-                         f"{MAX_CONCURRENT_WRITES}, got {value!r}")
-    return value
-
-
-class _WriteBatches(beam.PTransform):
-    """Writes ``((kind, shard), groups of rows)`` batches to Neo4j; see the module docstring.
-
-    Returns a tagged result: ``written`` has one ``BatchWritten`` per written batch,
-    ``dead_letter`` a ``DeadLetter`` for every row Neo4j refused. ``after``: optional
-    side input that must be complete before the first batch is written (how every node
-    is written before any relationship that needs it).
+    Returns a tagged result: ``written`` has one ``BatchWritten`` per written
+    transaction, ``dead_letter`` a ``DeadLetter`` for every record Neo4j refused.
+    ``after``: optional side input that must be complete before the first batch is
+    written (how relationships wait for the nodes they need).
     """
 
-    def __init__(self, connection: Neo4jConnection, max_concurrent_writes: int,
-                 max_rows_per_transaction: Optional[int], rows_of_group: RowsOfGroup,
+    def __init__(self, connection: Neo4jConnection, handler: Any, max_concurrent_writes: int = 5,
                  after: Optional[beam.pvalue.AsSideInput] = None) -> None:
         super().__init__()
+        if not callable(getattr(handler, "write", None)):
+            raise TypeError(f"handler must have a write(transactions, batch) method, got {handler!r}")
         self._connection = connection
-        self._max_concurrent_writes = max_concurrent_writes
+        self._handler = handler
+        self._max_concurrent_writes = check_max_concurrent_writes(max_concurrent_writes)
         self._after = after
-        self._max_rows_per_transaction = max_rows_per_transaction
-        self._rows_of_group = rows_of_group
 
     def expand(self, batches):
         side_inputs: Sequence[Any] = [self._after] if self._after is not None else []
         return batches | "WriteBatches" >> beam.ParDo(
-            _WriteBatchesFn(self._connection, self._max_concurrent_writes,
-                            self._max_rows_per_transaction, self._rows_of_group), *side_inputs
+            _WriteFn(self._connection, self._handler, self._max_concurrent_writes), *side_inputs
         ).with_outputs(DEAD_LETTER_TAG, main="written")
-
-
-class WriteToNeo4j(beam.PTransform):
-    """``(node batches, relationship batches)`` (``transforms.batch.BatchRowGroups``'s
-    output) → Neo4j: every node batch before the first relationship batch (a
-    relationship needs both its ends). Returns the ``DeadLetter``s of both writes.
-
-    ``max_rows_per_transaction``: a batch with more rows is written in several
-    transactions of at most that many rows. ``rows_of_group``: turns one element of a
-    batch into its rows (default: the element is a list of rows); a module-level
-    function or a picklable callable object. ``max_concurrent_writes``: transactions
-    in flight at once, 1 to ``MAX_CONCURRENT_WRITES``.
-    """
-
-    def __init__(
-        self,
-        connection: Neo4jConnection,
-        max_rows_per_transaction: Optional[int] = None,
-        max_concurrent_writes: int = 5,
-        rows_of_group: RowsOfGroup = _group_is_rows,
-    ) -> None:
-        super().__init__()
-        self._connection = connection
-        self._max_rows_per_transaction = max_rows_per_transaction
-        self._max_concurrent_writes = check_max_concurrent_writes(max_concurrent_writes)
-        self._rows_of_group = rows_of_group
-
-    def expand(self, node_and_relationship_batches):
-        node_batches, relationship_batches = node_and_relationship_batches
-        node_writes = node_batches | "WriteNodes" >> _WriteBatches(
-            self._connection, self._max_concurrent_writes, self._max_rows_per_transaction,
-            self._rows_of_group)
-        nodes_written = node_writes.written | "NodesWritten" >> beam.combiners.Count.Globally()
-        relationship_writes = relationship_batches | "WriteRelationships" >> _WriteBatches(
-            self._connection, self._max_concurrent_writes, self._max_rows_per_transaction,
-            self._rows_of_group, after=beam.pvalue.AsSingleton(nodes_written))
-        return (
-            (node_writes.dead_letter, relationship_writes.dead_letter)
-            | "WriteDeadLetters" >> beam.Flatten()
-        )

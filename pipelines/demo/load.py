@@ -51,7 +51,12 @@ from transforms.demo import (
     chunk_ranges,
 )
 from transforms.schema import SCALE_UP_INDEXES, ensure_indexes
-from transforms.write import MAX_CONCURRENT_WRITES, WriteToNeo4j, check_max_concurrent_writes
+from transforms.write import (
+    MAX_CONCURRENT_WRITES,
+    RowBatches,
+    WriteToNeo4j,
+    check_max_concurrent_writes,
+)
 
 _LOG = logging.getLogger("demo_tenant")
 
@@ -106,12 +111,20 @@ def build_pipeline(pipeline: beam.Pipeline, connection: Neo4jConnection, spec: D
     start, end = resource_range or (0, spec.resources)
     rows = pipeline | "GenerateDemoTenant" >> GenerateDemoTenant(
         spec, shards=max_concurrent_writes, start=start, end=end)
-    batches = (rows[NODES], rows[RELATIONSHIPS]) | "Batch" >> BatchRowGroups(
+    node_batches, relationship_batches = (rows[NODES], rows[RELATIONSHIPS]) | "Batch" >> BatchRowGroups(
         batch_size, rows_per_group=ROWS_PER_GROUP)
-    dead_letters = batches | "Write" >> WriteToNeo4j(
-        connection, max_rows_per_transaction=batch_size,
-        max_concurrent_writes=max_concurrent_writes)
-    dead_letters | "LogDeadLetters" >> beam.Map(log_dead_letter)
+    handler = RowBatches(max_rows_per_transaction=batch_size)
+    nodes = node_batches | "WriteNodes" >> WriteToNeo4j(
+        connection, handler, max_concurrent_writes=max_concurrent_writes)
+    nodes_written = nodes.written | "NodesWritten" >> beam.combiners.Count.Globally()
+    relationships = relationship_batches | "WriteRelationships" >> WriteToNeo4j(
+        connection, handler, max_concurrent_writes=max_concurrent_writes,
+        after=beam.pvalue.AsSingleton(nodes_written))
+    (
+        (nodes.dead_letter, relationships.dead_letter)
+        | "DeadLetters" >> beam.Flatten()
+        | "LogDeadLetters" >> beam.Map(log_dead_letter)
+    )
 
 
 def load_demo_tenant(

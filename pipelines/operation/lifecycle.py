@@ -29,11 +29,14 @@ _LOG = logging.getLogger("scale_up")
 _DEFINING_PARAMETERS = ("tenant_id", "scale_factor", "target_count", "resource_types")
 
 
-def check_resumable(driver: neo4j.Driver, database: str, config: ScaleUpConfig) -> None:
-    """A re-run of an existing operation must ask for the same thing it first asked for
-    (``PlanError`` otherwise, and for an operation that was rolled back)."""
+def check_resumable(driver: neo4j.Driver, database: str, config: ScaleUpConfig,
+                    plan_fingerprint: str) -> None:
+    """A re-run of an existing operation must ask for the same thing it first asked for,
+    on the same templates (its batches were planned on them); ``PlanError`` otherwise,
+    and for an operation that was rolled back."""
     records = driver.execute_query(
-        "MATCH (o:ScaleOperation {id: $id}) RETURN o.status AS status, o.parameters AS parameters",
+        "MATCH (o:ScaleOperation {id: $id}) RETURN o.status AS status, o.parameters AS parameters, "
+        "o.plan_fingerprint AS plan_fingerprint",
         id=config.operation_id, database_=database).records
     if not records:
         return
@@ -48,10 +51,17 @@ def check_resumable(driver: neo4j.Driver, database: str, config: ScaleUpConfig) 
         raise PlanError(f"operation {config.operation_id} was started with {was}; resume it with "
                         "the same --tenant-id, --scale-factor/--target-count and --resource-types, "
                         "or start a new operation")
+    if records[0]["plan_fingerprint"] not in (None, plan_fingerprint):
+        raise PlanError(f"operation {config.operation_id} cannot be completed as it was planned: "
+                        "its templates or its --batch-size changed since it started. Resume it "
+                        "with the --batch-size it started with, or roll it back with "
+                        f"python -m pipelines.rollback --operation-id {config.operation_id} "
+                        "and start a new operation")
 
 
 @contextlib.contextmanager
-def running(driver: neo4j.Driver, database: str, config: ScaleUpConfig) -> Iterator[str]:
+def running(driver: neo4j.Driver, database: str, config: ScaleUpConfig,
+            plan_fingerprint: str) -> Iterator[str]:
     """Record the run as running and yield the operation's generation timestamp.
 
     If the body raises, the record becomes ``failed`` (never hiding the run's own error
@@ -60,7 +70,8 @@ def running(driver: neo4j.Driver, database: str, config: ScaleUpConfig) -> Itera
     the user (``cli.NEXT_STEP``) before it is re-raised.
     """
     generation_timestamp = record.start_operation(
-        driver, database, config.operation_id, config.tenant_id, config.parameters())
+        driver, database, config.operation_id, config.tenant_id, config.parameters(),
+        plan_fingerprint)
     try:
         yield generation_timestamp
     except BaseException as error:

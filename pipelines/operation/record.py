@@ -43,22 +43,24 @@ def utc_now_iso() -> str:
 
 def start_operation(
     driver: neo4j.Driver, database: str, operation_id: str, tenant_id: str,
-    parameters: Dict[str, Any],
+    parameters: Dict[str, Any], plan_fingerprint: str,
 ) -> str:
     """Record the operation as running; return its generation timestamp.
 
-    A new operation gets ``now``; an existing one (a re-run) keeps its first one.
+    A new operation gets ``now`` and keeps ``plan_fingerprint`` (what its batches were
+    planned on); an existing one (a re-run) keeps its first ones.
     """
     now = utc_now_iso()
     record = driver.execute_query(
         "MERGE (o:ScaleOperation {id: $id}) "
-        "ON CREATE SET o.generation_timestamp = $now, o.created_at = $now "
+        "ON CREATE SET o.generation_timestamp = $now, o.created_at = $now, "
+        "              o.plan_fingerprint = $plan_fingerprint "
         "SET o.tenant_id = $tenant_id, o.status = $status, o.started_at = $now, "
         "    o.finished_at = null, o.report = null, o.error = null, "
         "    o.parameters = $parameters, o.runs = coalesce(o.runs, 0) + 1 "
         "RETURN o.generation_timestamp AS generation_timestamp",
         id=operation_id, now=now, tenant_id=tenant_id, status=RUNNING,
-        parameters=json.dumps(parameters, sort_keys=True),
+        parameters=json.dumps(parameters, sort_keys=True), plan_fingerprint=plan_fingerprint,
         database_=database,
     ).records[0]
     return record["generation_timestamp"]

@@ -36,7 +36,7 @@ import neo4j
 
 from pipelines.cli import add_connection_arguments, run_command
 from pipelines.operation import record
-from pipelines.plan import plan_templates
+from pipelines.plan import plan_scale_up
 from transforms.model import (
     NODE_MARKERS,
     NOT_COPIED_LABELS,
@@ -47,7 +47,10 @@ from transforms.model import (
     RESOURCE_LABEL,
     TemplateSelection,
     real_resource_predicate,
+    selected_predicate,
+    template_predicate,
 )
+from transforms.cypher import IDENTIFIER_PATTERN
 
 PAGE_SIZE = 2_000
 
@@ -69,12 +72,15 @@ CALL {
   WITH s, t
   OPTIONAL MATCH (t)-[r]-(o)
   WHERE NOT type(r) IN $not_copied AND coalesce(o.synthetic, false) = false
-  WITH r, o, CASE WHEN r IS NULL THEN null ELSE [
+    AND type(r) =~ $identifier AND NOT (""" + selected_predicate("o") + """
+                                        AND NOT """ + template_predicate("o") + """)
+  WITH t, r, o, """ + template_predicate("o") + """ AS to_template,
+       EXISTS { MATCH (c:Resource {template_source_id: o.id})
+                WHERE c.scale_operation_id = $op AND c.scale_replica = s.scale_replica } AS has_copy
+  // A relationship to a template without a copy in this replica is left out.
+  WITH t, r, o, CASE WHEN r IS NULL OR (to_template AND NOT has_copy) THEN null ELSE [
     type(r), startNode(r) = t, properties(r), elementId(r),
-    CASE WHEN o:Resource AND EXISTS {
-           MATCH (c:Resource {template_source_id: o.id})
-           WHERE c.scale_operation_id = $op AND c.scale_replica = s.scale_replica }
-         THEN o.id ELSE elementId(o) END] END AS signature
+    CASE WHEN to_template THEN o.id ELSE elementId(o) END] END AS signature
   RETURN collect(signature) AS template_relationships
 }
 RETURN s.id AS id, labels(s) AS labels, properties(s) AS props,
@@ -176,11 +182,15 @@ def _count_check(session, name, query, params, max_examples) -> Check:
 def validate_operation(driver: neo4j.Driver, database: str, operation_id: str,
                        max_examples: int = 5, page_size: int = PAGE_SIZE) -> ValidationResult:
     """Run every check on ``operation_id``; raises ``UnknownOperationError``."""
-    params = {"op": operation_id, "key": RELATIONSHIP_KEY,
-              "not_copied": list(NOT_COPIED_RELATIONSHIPS)}
     operation = record.get_operation(driver, database, operation_id)
+    plan = _plan_of(driver, database, operation)
+    params = {**plan.selection.parameters(), "op": operation_id, "key": RELATIONSHIP_KEY,
+              "identifier": IDENTIFIER_PATTERN} if plan else None
     with driver.session(database=database, default_access_mode=neo4j.READ_ACCESS) as session:
-        counts = _check_counts(driver, database, operation, operation_id, max_examples)
+        counts = _check_counts(driver, database, plan, operation_id, max_examples)
+        if params is None:  # rolled back: nothing may be left, which counts_by_type checks
+            params = {**_selection_of(operation).parameters(), "op": operation_id,
+                      "key": RELATIONSHIP_KEY, "identifier": IDENTIFIER_PATTERN}
         unique = _count_check(session, "unique_ids", """
             MATCH (n:Resource {scale_operation_id: $op})
             WITH n.id AS id, count(*) AS copies WHERE copies > 1
@@ -207,20 +217,27 @@ def validate_operation(driver: neo4j.Driver, database: str, operation_id: str,
     return ValidationResult(operation_id, checked, [counts, unique, nodes, relationships, orphans])
 
 
-def _check_counts(driver, database, operation, operation_id, max_examples) -> Check:
-    """What is in the database against what the recorded request asks of the current
-    templates (nothing at all once the operation was rolled back)."""
-    check = Check("counts_by_type")
+def _selection_of(operation: Dict[str, Any]) -> TemplateSelection:
+    types = (operation.get("parameters") or {}).get("resource_types")
+    return TemplateSelection(operation["tenant_id"], tuple(types) if types else None)
+
+
+def _plan_of(driver: neo4j.Driver, database: str, operation: Dict[str, Any]):
+    """The operation's plan on the current templates (None once it was rolled back)."""
     if operation["status"] == record.ROLLED_BACK:
-        expected_nodes: Dict[str, int] = {}
-        expected_relationships: Dict[str, int] = {}
-    else:
-        parameters = operation.get("parameters") or {}
-        types = parameters.get("resource_types")
-        plan = plan_templates(
-            driver, database, TemplateSelection(operation["tenant_id"], tuple(types) if types else None),
-            parameters.get("scale_factor"), parameters.get("target_count"), max_new_nodes=10**12)
-        expected_nodes, expected_relationships = plan.new_nodes_by_type, plan.new_relationships_by_type
+        return None
+    parameters = operation.get("parameters") or {}
+    return plan_scale_up(driver, database, _selection_of(operation),
+                         parameters.get("scale_factor"), parameters.get("target_count"),
+                         max_new_nodes=10**12)
+
+
+def _check_counts(driver, database, plan, operation_id, max_examples) -> Check:
+    """What is in the database against what the recorded request asks of the current
+    templates (nothing at all once the operation was rolled back: ``plan`` None)."""
+    check = Check("counts_by_type")
+    expected_nodes = plan.new_nodes_by_type if plan else {}
+    expected_relationships = plan.new_relationships_by_type if plan else {}
     written = record.written_by_type(driver, database, operation_id)
     nodes, relationships = written["nodes"], written["relationships"]
     for what, expected, actual in (("nodes", expected_nodes, nodes),
