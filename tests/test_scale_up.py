@@ -1,13 +1,11 @@
 """The scale-up end to end against a real Neo4j: a generated tenant with a second one
 beside it, scaled by 2, 3.5 and 8, every result checked in the database."""
 
-import hashlib
-
 import pytest
 
 from pipelines.demo.load import load_demo_tenant
 from pipelines.operation.validate import validate_operation
-from tests.support import fingerprint, operation_fingerprint, run_scale_up, scalar
+from tests.support import component_rule, fingerprint, operation_fingerprint, run_scale_up, scalar
 from transforms.demo import DemoTenantSpec
 from transforms.replicate import synthetic_id
 
@@ -21,59 +19,8 @@ VM = "Microsoft.Compute/virtualMachines"
 
 
 def expected_copies(driver, tenant, factor, types=None):
-    """Copies per template, from the rule in README ("What it produces") computed here
-    independently: round(N·(f−1)) new nodes, ⌊f−1⌋ copies each, and one more for whole
-    connected components of the template subgraph taken in plan order (a hash of the
-    id), the first that does not fit split in breadth-first order."""
+    """Copies per template, from the rule computed independently (``component_rule``)."""
     return component_rule(driver, tenant, factor, types)["copies"]
-
-
-def component_rule(driver, tenant, factor, types=None):
-    """``{"copies": {(id, type): n}, "components": [[ids...]], "left_out": n}``."""
-    selection = ("MATCH (t:Resource {tenant_id: $tenant}) WHERE NOT t:Original AND t.synthetic IS NULL "
-                 "AND ($types IS NULL OR t.type IN $types) ")
-    templates = {r["id"]: r["type"] for r in driver.execute_query(
-        selection + "RETURN t.id AS id, t.type AS type", tenant=tenant, types=types).records}
-    edges = [(r["a"], r["b"]) for r in driver.execute_query(
-        selection + "MATCH (t)-[r]->(o:Resource {tenant_id: $tenant}) WHERE NOT o:Original "
-        "AND o.synthetic IS NULL AND ($types IS NULL OR o.type IN $types) "
-        "AND type(r) <> 'SCAN_SOURCE_NODE' RETURN t.id AS a, o.id AS b",
-        tenant=tenant, types=types).records]
-    order = sorted(templates, key=lambda i: int.from_bytes(
-        hashlib.blake2b(i.encode(), digest_size=8).digest(), "big"))
-    position = {template_id: i for i, template_id in enumerate(order)}
-    neighbours = {template_id: set() for template_id in templates}
-    for a, b in edges:
-        neighbours[a].add(b)
-        neighbours[b].add(a)
-
-    def breadth_first(first):
-        found, seen = [first], {first}
-        for node in found:
-            for other in sorted(neighbours[node], key=position.get):
-                if other not in seen:
-                    seen.add(other)
-                    found.append(other)
-        return found
-
-    components, seen = [], set()
-    for template_id in order:
-        if template_id not in seen:
-            component = breadth_first(template_id)
-            seen.update(component)
-            components.append(component)
-    new = round(len(templates) * (factor - 1))
-    base, remaining = divmod(new, len(templates))
-    extra = set()
-    for component in components:
-        if remaining == 0:
-            break
-        taken = component[:remaining]
-        extra.update(taken)
-        remaining -= len(taken)
-    left_out = sum(1 for a, b in edges if (a in extra) != (b in extra))
-    return {"copies": {(i, t): base + (i in extra) for i, t in templates.items()},
-            "components": components, "left_out": left_out}
 
 
 @pytest.fixture(scope="module")
