@@ -54,11 +54,12 @@ def dry_run_report(config: ScaleUpConfig, plan: ScalePlan) -> Dict[str, Any]:
                               + sum(1 for part in plan.parts if any(part.extra)),
         "max_concurrent_writes": config.max_concurrent_writes,
         "dead_letters": plan.dead_letters,
-        "errors": _plan_errors(plan),
+        "errors": plan_problems(plan),
     }
 
 
-def _plan_errors(plan: ScalePlan) -> List[str]:
+def plan_problems(plan: ScalePlan) -> List[str]:
+    """One line for each kind of record the plan could not copy, with examples."""
     return [f"{p.count} {what} not copied: {p.reason} (e.g. {', '.join(p.examples)})"
             for what, problems in (("templates", plan.template_problems),
                                    ("template relationships", plan.relationship_problems))
@@ -82,7 +83,7 @@ def run_report(config: ScaleUpConfig, plan: ScalePlan, runner: str, metrics: Dic
         nodes_written, relationships_written = in_database_nodes, in_database_relationships
     latency = distributions.get(Metric.WRITE_LATENCY_MS, {})
     write_dead_letters = counters.get(Metric.DEAD_LETTERS, 0)
-    errors = _plan_errors(plan)
+    errors = plan_problems(plan)
     if write_dead_letters:
         errors.append(f"{write_dead_letters} records could not be written (see the log)")
     # What is in the database decides: a resumed run writes only what its earlier runs

@@ -32,7 +32,7 @@ from pipelines.infra.processes import InfraError
 from pipelines.operation import lifecycle, record
 from pipelines.options import MAX_NEW_NODES, ScaleUpConfig, parse_arguments
 from pipelines.plan import PlanError, ScalePlan, plan_scale_up
-from pipelines.report import PLANNED, dry_run_report, peak_rss_mb, run_report
+from pipelines.report import PLANNED, dry_run_report, peak_rss_mb, plan_problems, run_report
 from transforms.connection import Neo4jConnection
 from transforms.model import TemplateSelection
 from transforms.read import ReadTemplates
@@ -78,6 +78,8 @@ def scale_up(config: ScaleUpConfig, connection: Neo4jConnection,
                              TemplateSelection(config.tenant_id, config.resource_types),
                              config.scale_factor, config.target_count, MAX_NEW_NODES,
                              config.batch_size)
+        for problem in plan_problems(plan):
+            _LOG.warning("%s", problem)
         if config.dry_run:
             return dry_run_report(config, plan)
         options = pipeline_options(flink_options(beam_args))
