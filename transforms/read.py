@@ -114,30 +114,35 @@ class _ReadPartFn(beam.DoFn):
         self._parts_read = Metrics.counter(METRICS_NAMESPACE, Metric.TEMPLATE_PARTS_READ)
 
     def process(self, part: TemplatePart) -> Iterator[PartTemplates]:
-        node_ids = part.node_ids()
-        params = {**self._selection.parameters(), "nodes": node_ids,
-                  "identifier": IDENTIFIER_PATTERN}
-        with self._driver.session(
-            database=self._connection.database, default_access_mode=neo4j.READ_ACCESS
-        ) as session:
-            templates = session.execute_read(_fetch_all, _READ_PART_TEMPLATES, params)
-            relationships = session.execute_read(_fetch_all, _READ_PART_RELATIONSHIPS, params)
-        if len(templates) != len(node_ids):
-            raise TemplatesChangedError(
-                f"part {part.index} of the plan has {len(node_ids)} templates, "
-                f"{len(templates)} read as templates now: the templates changed since the "
-                "plan; run the scale-up again")
-        by_node = {template["node"]: template for template in templates}
-        self._templates_read.inc(len(templates))
-        self._relationships_read.inc(len(relationships))
+        read = read_part(self._driver, self._connection.database, self._selection, part)
+        self._templates_read.inc(len(read.templates))
+        self._relationships_read.inc(len(read.relationships))
         self._parts_read.inc()
-        yield PartTemplates(part, [by_node[node] for node in node_ids],
-                            [TemplateRelationship(**row) for row in relationships])
+        yield read
 
     def teardown(self) -> None:
         driver = getattr(self, "_driver", None)
         if driver is not None:
             driver.close()
+
+
+def read_part(driver: neo4j.Driver, database: str, selection: TemplateSelection,
+              part: TemplatePart) -> PartTemplates:
+    """One part's templates, in the part's order, and their relationships, in read
+    transactions of their own. Raises ``TemplatesChangedError`` when the part's nodes
+    are no longer all templates."""
+    node_ids = part.node_ids()
+    params = {**selection.parameters(), "nodes": node_ids, "identifier": IDENTIFIER_PATTERN}
+    with driver.session(database=database, default_access_mode=neo4j.READ_ACCESS) as session:
+        templates = session.execute_read(_fetch_all, _READ_PART_TEMPLATES, params)
+        relationships = session.execute_read(_fetch_all, _READ_PART_RELATIONSHIPS, params)
+    if len(templates) != len(node_ids):
+        raise TemplatesChangedError(
+            f"part {part.index} of the plan has {len(node_ids)} templates, {len(templates)} "
+            "read as templates now: the templates changed since the plan; run the scale-up again")
+    by_node = {template["node"]: template for template in templates}
+    return PartTemplates(part, [by_node[node] for node in node_ids],
+                         [TemplateRelationship(**row) for row in relationships])
 
 
 def _fetch_all(tx: neo4j.ManagedTransaction, query: str, params: Dict[str, object]) -> List[dict]:
