@@ -64,21 +64,24 @@ MAX_EXAMPLES = 5
 #: Templates per query when counting the relationships of the templates with one copy more.
 _COUNT_CHUNK = 20_000
 
-_NO_STRING_ID = f"""
-MATCH (t:Resource) WHERE {selected_predicate('t')} AND NOT t.id IS :: STRING NOT NULL
-RETURN count(t) AS n, collect(elementId(t) + ' (' + coalesce(toString(t.type), '?') + ')')[..$examples] AS examples
+#: One pass over the selected resources: how many, those without a string id (count and
+#: examples), and those with a label that may not enter Cypher (all: they are excluded).
+_SELECTED = f"""
+MATCH (t:Resource) WHERE {selected_predicate('t')}
+WITH t, t.id IS :: STRING NOT NULL AS has_id
+RETURN count(t) AS selected,
+       count(CASE WHEN NOT has_id THEN 1 END) AS no_id,
+       collect(CASE WHEN NOT has_id
+               THEN elementId(t) + ' (' + coalesce(toString(t.type), '?') + ')' END)[..$examples]
+         AS no_id_examples,
+       collect(CASE WHEN has_id AND any(label IN labels(t) WHERE NOT label =~ $identifier)
+               THEN [t.id, [label IN labels(t) WHERE NOT label =~ $identifier]] END) AS unsafe
 """
 _DUPLICATE_IDS = f"""
 MATCH (t:Resource) WHERE {selected_predicate('t')} AND t.id IS :: STRING NOT NULL
 WITH t.id AS id, count(*) AS n WHERE n > 1
 RETURN id, n ORDER BY id
 """
-_UNSAFE_LABELS = f"""
-MATCH (t:Resource) WHERE {selected_predicate('t')} AND t.id IS :: STRING NOT NULL
-  AND any(label IN labels(t) WHERE NOT label =~ $identifier)
-RETURN t.id AS id, [label IN labels(t) WHERE NOT label =~ $identifier] AS labels ORDER BY id
-"""
-_SELECTED_COUNT = f"MATCH (t:Resource) WHERE {selected_predicate('t')} RETURN count(t) AS n"
 
 #: Every template with what the plan needs of it. ``degree`` counts the relationships a
 #: copy will have (rows per replica, for packing); ``edges`` are its outgoing copied
@@ -237,24 +240,25 @@ def check_templates(session: neo4j.Session, selection: TemplateSelection) -> Tem
     ``id`` several of them share (which copy would be whose?), a label that may not
     enter Cypher. Raises ``NoTemplatesError`` when nothing is selected."""
     params = {**selection.parameters(), "identifier": IDENTIFIER_PATTERN, "examples": MAX_EXAMPLES}
-    selected = session.run(_SELECTED_COUNT, params).single()["n"]
+    found = session.run(_SELECTED, params).single()
+    selected = found["selected"]
     if selected == 0:
         raise NoTemplatesError(_describe_existing(session, selection))
     problems = []
-    no_id = session.run(_NO_STRING_ID, params).single()
-    if no_id["n"]:
-        problems.append(Problem("no string id", no_id["n"], tuple(no_id["examples"])))
+    if found["no_id"]:
+        problems.append(Problem("no string id", found["no_id"], tuple(found["no_id_examples"])))
     duplicates = session.run(_DUPLICATE_IDS, params).data()
     excluded = {row["id"] for row in duplicates}
     if duplicates:
         problems.append(Problem("an id that several resources of the selection share",
                                 sum(row["n"] for row in duplicates),
                                 tuple(f"{row['id']} (x{row['n']})" for row in duplicates[:MAX_EXAMPLES])))
-    unsafe = [row for row in session.run(_UNSAFE_LABELS, params).data() if row["id"] not in excluded]
+    unsafe = sorted((template_id, labels) for template_id, labels in found["unsafe"]
+                    if template_id not in excluded)
     if unsafe:
         problems.append(Problem("a label that may not be written into Cypher", len(unsafe),
-                                tuple(f"{row['id']} {row['labels']}" for row in unsafe[:MAX_EXAMPLES])))
-        excluded.update(row["id"] for row in unsafe)
+                                tuple(f"{template_id} {labels}" for template_id, labels in unsafe[:MAX_EXAMPLES])))
+        excluded.update(template_id for template_id, _ in unsafe)
     return TemplateCheck(selected, tuple(sorted(excluded)), tuple(problems))
 
 
