@@ -68,7 +68,7 @@ def plan_problems(plan: ScalePlan) -> List[str]:
 
 def run_report(config: ScaleUpConfig, plan: ScalePlan, runner: str, metrics: Dict[str, Any],
                in_database: Dict[str, Dict[str, int]], created_indexes: List[str],
-               duration: float, pipeline_seconds: float,
+               duration: float, plan_seconds: float, pipeline_seconds: float,
                memory: Dict[str, float]) -> Dict[str, Any]:
     counters, distributions = metrics["counters"], metrics["distributions"]
     # A runner that reports no metrics at all (a detached Flink job) must not make a
@@ -101,6 +101,7 @@ def run_report(config: ScaleUpConfig, plan: ScalePlan, runner: str, metrics: Dic
         "written_source": metrics_source,
         "in_database": in_database,
         "duration_s": round(duration, 3),
+        "plan_s": round(plan_seconds, 3),
         "pipeline_s": round(pipeline_seconds, 3),
         "throughput": {
             "nodes_per_s": round(nodes_written / pipeline_seconds, 1),

@@ -78,6 +78,7 @@ def scale_up(config: ScaleUpConfig, connection: Neo4jConnection,
                              TemplateSelection(config.tenant_id, config.resource_types),
                              config.scale_factor, config.target_count, MAX_NEW_NODES,
                              config.batch_size)
+        plan_seconds = time.monotonic() - started
         for problem in plan_problems(plan):
             _LOG.warning("%s", problem)
         if config.dry_run:
@@ -103,7 +104,8 @@ def scale_up(config: ScaleUpConfig, connection: Neo4jConnection,
         report = run_report(
             config, plan, runner, metric_totals(result),
             record.written_by_type(driver, database, config.operation_id), created_indexes,
-            duration=time.monotonic() - started, pipeline_seconds=pipeline_seconds,
+            duration=time.monotonic() - started, plan_seconds=plan_seconds,
+            pipeline_seconds=pipeline_seconds,
             memory={"start_mb": round(rss_start_mb, 1),
                     "end_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
                     "peak_mb": round(peak_rss_mb(), 1)})

@@ -13,7 +13,7 @@ def report(counters, in_database, plan=None):
                                     "--operation-id", "op"])
     return run_report(config, plan or made_up_plan(), "FnApiRunner",
                       {"counters": counters, "distributions": {}}, in_database, [],
-                      duration=2.0, pipeline_seconds=1.0,
+                      duration=2.0, plan_seconds=0.5, pipeline_seconds=1.0,
                       memory={"start_mb": 1, "end_mb": 2, "peak_mb": 3})
 
 
