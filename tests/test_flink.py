@@ -44,6 +44,7 @@ from tests.support import (
     run_scale_up,
     scalar,
 )
+from transforms.cypher import BATCH_LABEL
 from transforms.demo import DemoTenantSpec
 
 pytestmark = pytest.mark.flink
@@ -97,7 +98,8 @@ def tenants(neo4j_connection, neo4j_driver, clear_neo4j):
 
 class InFlightWrites(threading.Thread):
     """Samples, as fast as the server answers, how many of the sink's write transactions
-    (``UNWIND $rows ...``) are running; keeps the largest number and how often any was."""
+    (each merges its ledger node first) are running; keeps the largest number and how
+    often any was."""
 
     def __init__(self, driver) -> None:
         super().__init__(daemon=True)
@@ -111,9 +113,8 @@ class InFlightWrites(threading.Thread):
         while not self._done.is_set():
             running = scalar(self._driver,
                              "SHOW TRANSACTIONS YIELD currentQuery, status "
-                             "WHERE currentQuery STARTS WITH 'UNWIND $rows' "
-                             "   OR currentQuery STARTS WITH 'UNWIND range(0, size($rows)' "
-                             "RETURN count(*)")
+                             "WHERE currentQuery CONTAINS $ledger RETURN count(*)",
+                             ledger=f"MERGE (batch:{BATCH_LABEL} {{key: $key}})")
             self.samples += 1
             self.busy_samples += running > 0
             self.most = max(self.most, running)
