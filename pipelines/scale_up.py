@@ -38,7 +38,7 @@ from transforms.connection import Neo4jConnection
 from transforms.model import TemplateSelection
 from transforms.read import ReadTemplates
 from transforms.replicate import CopySetRows, ReplicateNodes, ReplicateRelationships, ReplicationSettings
-from transforms.schema import ensure_indexes
+from transforms.schema import ensure_schema
 from transforms.write import WRITE_PROGRESS, WriteToNeo4j
 
 _LOG = logging.getLogger("scale_up")
@@ -86,7 +86,7 @@ def scale_up(config: ScaleUpConfig, connection: Neo4jConnection,
         runner = runner_name(options)  # portable runners clear the option when they submit
         writes_per_worker = _writes_per_worker(config.max_concurrent_writes, parallel_writers(options))
         lifecycle.check_resumable(driver, database, config)
-        created_indexes = ensure_indexes(driver, database)
+        created_indexes = ensure_schema(driver, database)
         _LOG.info("operation %s: %d templates → %d new nodes, %d new relationships; "
                   "batches of %d rows, at most %d concurrent writes (%d per worker)",
                   config.operation_id, plan.template_count, plan.new_node_count,

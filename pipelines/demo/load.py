@@ -50,7 +50,7 @@ from transforms.demo import (
     approximate_counts,
     chunk_ranges,
 )
-from transforms.schema import SCALE_UP_INDEXES, ensure_indexes
+from transforms.schema import SCALE_UP_INDEXES, ensure_schema
 from transforms.write import MAX_CONCURRENT_WRITES, WriteToNeo4j, check_max_concurrent_writes
 
 _LOG = logging.getLogger("demo_tenant")
@@ -136,7 +136,7 @@ def load_demo_tenant(
     driver = connection.open_driver()
     try:
         driver.verify_connectivity()
-        created_indexes = ensure_indexes(driver, connection.database, INDEXES)
+        created_indexes = ensure_schema(driver, connection.database, INDEXES)
     finally:
         driver.close()
     approximate_nodes, approximate_relationships = approximate_counts(spec)
