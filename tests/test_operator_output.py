@@ -6,6 +6,7 @@ ends with a summary table, or with ``--json`` is one JSON line; the same for
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -16,13 +17,12 @@ import pytest
 
 from pipelines import cli
 from pipelines.demo import load as loader
-from pipelines.demo.load import load_demo_tenant
 from pipelines.operation import record, stats, validate
 from pipelines.report import render_summary
 from tests.support import CliRun, expected_at_integer_factor, run_main
-from transforms.demo import DemoTenantSpec
 
 TENANT = "output-tenant"
+RESOURCES = 60
 FACTOR = 3
 OPERATION = "output-default"
 #: Every line a default run may write to stderr: time, then one of our messages.
@@ -31,10 +31,19 @@ OUR_LINES = re.compile(r"\d\d:\d\d:\d\d (operation \S+: \d+ templates → .*|pro
 
 
 @pytest.fixture(scope="module")
-def tenant(neo4j_connection, neo4j_driver, clear_neo4j):
+def tenant(neo4j_driver, clear_neo4j, tmp_path_factory):
+    """The tenant, loaded by the demo loader's command as a user runs it (what it
+    printed is kept for a test), and what a scale-up of it writes."""
     clear_neo4j()
-    load_demo_tenant(neo4j_connection, DemoTenantSpec(TENANT, resources=60, seed=3))
-    return {"expected": expected_at_integer_factor(neo4j_driver, TENANT, FACTOR)}
+    summary = tmp_path_factory.mktemp("loader") / "summary.json"
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = loader.main(["--tenant-id", TENANT, "--resources", str(RESOURCES), "--seed", "3",
+                            "--report", str(summary)])
+    assert code == 0, err.getvalue()
+    return {"expected": expected_at_integer_factor(neo4j_driver, TENANT, FACTOR),
+            "loader": {"out": out.getvalue(), "err": err.getvalue(),
+                       "summary": json.loads(summary.read_text())}}
 
 
 @pytest.fixture(scope="module")
@@ -119,30 +128,25 @@ def test_the_operation_commands_are_quiet_and_print_one_json_line(default_run, t
     assert " DEBUG neo4j" in log_file.read_text()
 
 
-def test_the_demo_loader_prints_a_summary_table_and_writes_json(tenant, tmp_path, capsys):
-    report = tmp_path / "loaded.json"
-    code, out, err = run_main(loader.main, ["--tenant-id", "output-loaded", "--resources", "10",
-                                            "--report", str(report)], capsys)
-    assert code == 0, err
-    summary = json.loads(report.read_text())
+def test_the_demo_loader_prints_a_summary_table_and_writes_json(tenant):
+    out, err, summary = (tenant["loader"][key] for key in ("out", "err", "summary"))
+    assert summary["tenant_id"] == TENANT and summary["dead_letters"] == 0
     assert out == loader.render_summary(summary) + "\n"
     assert f"{summary['nodes_written']:,} nodes" in out and "dead letters  0" in out
-    ours = re.compile(r"\d\d:\d\d:\d\d (loading demo tenant output-loaded: .*|"
+    ours = re.compile(r"\d\d:\d\d:\d\d (loading demo tenant output-tenant: .*|created .*|"
                       r"\d+ transient errors \(deadlocks\) retried)")
     assert [line for line in err.splitlines() if not ours.fullmatch(line)] == []
 
 
 def test_run_local_shows_nothing_but_our_lines_and_the_summary(tenant, tmp_path):
-    run = CliRun(tmp_path, ["--resources", "30", "--tenant-id", "output-local",
+    run = CliRun(tmp_path, ["--resources", str(RESOURCES), "--tenant-id", TENANT,
                             "--scale-factor", "2", "--home", str(tmp_path / "home")],
                  module="pipelines.run_local")
     assert run.wait() == 0, run.stderr_tail()
     print(f"run_local: {run.elapsed:.1f} s\n--- stderr\n{run.stderr}--- stdout\n{run.stdout}")
     ours = re.compile(r"\d\d:\d\d:\d\d (using the Neo4j at \S+ \(\$NEO4J_URI\)|"
-                      r"loading the demo tenant 'output-local' \(30 resources\)|"
-                      r"loading demo tenant output-local: .*|demo tenant loaded in .*|"
-                      r"created .*|"
-                      r"operation \S+: 30 templates → .*|progress: .*|"
+                      rf"demo tenant '{TENANT}' is already loaded|"
+                      rf"operation \S+: {RESOURCES} templates → .*|progress: .*|"
                       r"\d+ transient errors \(deadlocks\) retried)")
     assert [line for line in run.stderr.splitlines() if not ours.fullmatch(line)] == []
     lines = run.stdout.splitlines()
