@@ -7,6 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-source scripts/venv.sh
+source scripts/venv.sh >&2  # its messages too: stdout is for the result
 
 exec "$python" -m pipelines.run_local "$@"
