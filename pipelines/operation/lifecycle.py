@@ -103,13 +103,14 @@ class Run:
         errors (then rolled back if asked). Sets the report's ``status`` (and
         ``rolled_back``)."""
         report["status"] = record.SUCCEEDED if not report["errors"] else record.FAILED
-        if not record.finish_operation(self._driver, self._database, self._lease,
-                                       report["status"], report=report):
+        recorded = record.finish_operation(self._driver, self._database, self._lease,
+                                           report["status"], report=report)
+        self.finished = True
+        if not recorded:  # what is written is the other run's too: never rolled back here
             report["errors"].append("another run took over this operation's lease: its record "
                                     "does not have this run's outcome")
             report["status"] = record.FAILED
-        self.finished = True
-        if report["status"] == record.FAILED and self._config.rollback_on_failure:
+        elif report["status"] == record.FAILED and self._config.rollback_on_failure:
             report["rolled_back"] = _roll_back(self._driver, self._database,
                                                self._config.operation_id)
             report["status"] = record.ROLLED_BACK
