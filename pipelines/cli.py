@@ -1,19 +1,32 @@
-"""What every command of this project shares: connection flags, logging, exit codes,
-tables and progress lines.
+"""What every command of this project shares: connection and logging flags, logging,
+signals, exit codes, tables, results and progress lines.
 
 Exit codes: 0 ok, 1 failure (Neo4j unreachable, refused credentials, a database
 error, anything unexpected), 2 bad input (a message says what is wrong and how to fix
-it; nothing was written).
+it; nothing was written), 128 + N when signal N (SIGINT: 130, SIGTERM: 143) stopped
+the command.
+
+**stderr is for people, stdout for the result.** By default stderr shows only this
+project's own lines (progress, warnings a user can act on, errors); Beam's and the
+Neo4j driver's logs are dropped. ``-v`` shows every library's INFO lines too, and
+``--log-file FILE`` keeps everything, DEBUG included, in FILE. stdout holds the result:
+a table, or with ``--json`` one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
+import os
+import shutil
+import signal
 import sys
 import threading
 import time
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Type, TypeVar
+from types import FrameType
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Type, TypeVar
 
 import neo4j
 import neo4j.exceptions
@@ -21,6 +34,9 @@ import neo4j.exceptions
 from transforms.connection import Neo4jConnection
 
 _LOG = logging.getLogger("cli")
+#: Tracebacks of unexpected errors: not a project logger, so only ``-v`` and
+#: ``--log-file`` show them (the one-line error always says what failed).
+_TRACEBACKS = logging.getLogger("traceback")
 T = TypeVar("T")
 
 
@@ -29,7 +45,9 @@ class UsageError(ValueError):
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--neo4j-uri``, ``--neo4j-user``, ``--neo4j-database``; never a password flag."""
+    """``--neo4j-uri``, ``--neo4j-user``, ``--neo4j-database`` (never a password flag),
+    and the logging flags (``add_logging_arguments``): every command that connects
+    takes both."""
     parser.add_argument("--neo4j-uri", dest="neo4j_uri", default=None,
                         help="Bolt URI (default: $NEO4J_URI or bolt://127.0.0.1:7687)")
     parser.add_argument("--neo4j-user", dest="neo4j_user", default=None,
@@ -38,6 +56,7 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
                              "one, no authentication is used")
     parser.add_argument("--neo4j-database", dest="neo4j_database", default=None,
                         help="database (default: $NEO4J_DATABASE or neo4j)")
+    add_logging_arguments(parser)
 
 
 def connection_from(args: argparse.Namespace) -> Neo4jConnection:
@@ -46,19 +65,228 @@ def connection_from(args: argparse.Namespace) -> Neo4jConnection:
         uri=args.neo4j_uri, user=args.neo4j_user, database=args.neo4j_database)
 
 
-def configure_logging() -> None:
-    """INFO and above to stderr, with times: stdout is kept for the machine-readable result."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def add_logging_arguments(parser: argparse.ArgumentParser) -> None:
+    """``-v/--verbose`` and ``--log-file FILE``, read by ``configure_logging``."""
+    parser.add_argument("-v", "--verbose", dest="verbose", action="store_true",
+                        help="also show Beam's and the Neo4j driver's log lines on stderr "
+                             "(by default stderr shows only this project's progress, "
+                             "warnings and errors)")
+    parser.add_argument("--log-file", dest="log_file", default=None, metavar="FILE",
+                        help="append every log line, DEBUG included, to FILE")
+
+
+#: Loggers whose records are this project's own (a name, or the prefix of a dotted one):
+#: the only ones shown on stderr without ``--verbose``.
+PROJECT_LOGGERS = ("cli", "scale_up", "rollback", "dead_letters", "demo_tenant", "run_local",
+                   "pipelines", "transforms")
+_QUIET_FORMAT = "%(asctime)s %(message)s"
+_FULL_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def is_project_record(record: logging.LogRecord) -> bool:
+    """Whether ``record`` comes from one of ``PROJECT_LOGGERS``."""
+    return any(record.name == name or record.name.startswith(name + ".")
+               for name in PROJECT_LOGGERS)
+
+
+class _QuietFormatter(logging.Formatter):
+    """``12:00:01 message``; warnings and errors say so: ``12:00:01 warning: message``."""
+
+    def __init__(self) -> None:
+        super().__init__(_QUIET_FORMAT, datefmt="%H:%M:%S")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        if record.levelno >= logging.WARNING:
+            record.message = f"{record.levelname.lower()}: {record.message}"
+        return super().formatMessage(record)
+
+
+class _StderrHandler(logging.Handler):
+    """Log lines on the ``sys.stderr`` of the moment, and a live progress bar under them
+    when stderr is a terminal: a line is written above the bar, which is then redrawn."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._bar = ""
+
+    @property
+    def live(self) -> bool:
+        """Whether stderr is a terminal, where progress is a bar instead of lines."""
+        return sys.stderr.isatty()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+            with self.lock:
+                self._write(f"\r\x1b[K{text}\n{self._bar}" if self._bar else f"{text}\n")
+        except Exception:  # noqa: BLE001 - logging's own rule: never fail the caller
+            self.handleError(record)
+
+    def show_bar(self, text: str) -> None:
+        """Draw (or redraw) the bar, cut to the terminal's width; ``""`` removes it."""
+        with self.lock:
+            self._bar = text[:max(shutil.get_terminal_size().columns - 1, 20)]
+            self._write(f"\r\x1b[K{self._bar}")
+
+    @staticmethod
+    def _write(text: str) -> None:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+
+_stderr_handler: Optional[_StderrHandler] = None
+
+
+def configure_logging(verbose: bool = False, log_file: Optional[str] = None) -> None:
+    """Set up logging for a command (again, if it was set up before).
+
+    stderr: this project's records at INFO and above, as ``time message`` lines; with
+    ``verbose`` every logger's, with their level and name. ``log_file``: every record
+    at DEBUG and above is appended there (``UsageError`` if it cannot be opened).
+    Python warnings are logged too, so they follow the same rules.
+    """
+    global _stderr_handler
+    handlers: List[logging.Handler] = []
+    if log_file:
+        try:
+            file_handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError as error:
+            raise UsageError(f"cannot write the log file {log_file}: {error.strerror}") from error
+        file_handler.setFormatter(logging.Formatter(_FULL_FORMAT))
+        handlers.append(file_handler)
+    stderr = _StderrHandler()
+    stderr.setLevel(logging.INFO)
+    if verbose:
+        stderr.setFormatter(logging.Formatter(_FULL_FORMAT))
+    else:
+        stderr.setFormatter(_QuietFormatter())
+        stderr.addFilter(is_project_record)
+    handlers.append(stderr)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        old.close()
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(logging.DEBUG if log_file else logging.INFO)
+    logging.captureWarnings(True)
+    _stderr_handler = stderr
+
+
+# --------------------------------------------------------------------------- signals
+
+
+class Interrupted(BaseException):
+    """The command was stopped by a signal (SIGINT, SIGTERM): raised in the main thread
+    by the first one. A ``BaseException``, so that ``except Exception`` lets it pass."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+class _SignalStop:
+    """While active, the first SIGINT or SIGTERM raises ``Interrupted`` in the main
+    thread and the second ends the process at once (``os._exit``: the server rolls back
+    whatever transaction was still open, as it does when a connection closes)."""
+
+    def __init__(self) -> None:
+        self.signum: Optional[int] = None
+        self.hint: Optional[str] = None
+        self._previous: Dict[int, Any] = {}
+
+    def __enter__(self) -> "_SignalStop":
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._on_signal)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _on_signal(self, signum: int, frame: Optional[FrameType]) -> None:
+        if self.signum is not None:
+            name = signal.Signals(signum).name
+            hint = f"; {self.hint}" if self.hint else ""
+            os.write(2, f"\nerror: {name} again: stopped at once{hint}\n".encode())
+            os._exit(128 + signum)
+        self.signum = signum
+        os.write(2, f"\n{signal.Signals(signum).name}: stopping (send it again to stop "
+                    "at once)\n".encode())
+        raise Interrupted(signum)
+
+    def interruptible(self, action: Callable[[], T]) -> Callable[[], T]:
+        """``action``, raising ``Interrupted`` for whatever error a signal caused (Beam
+        wraps the exception raised in its thread into a ``RuntimeError`` of its own),
+        with the error's ``NEXT_STEP``."""
+        def run() -> T:
+            try:
+                return action()
+            except BaseException as error:
+                if self.signum is None or isinstance(error, Interrupted):
+                    raise
+                interrupted = Interrupted(self.signum)
+                setattr(interrupted, NEXT_STEP, getattr(error, NEXT_STEP, None))
+                raise interrupted from error
+        return run
+
+
+#: The innermost active signal stop of this process (commands can nest: run_local
+#: runs scale_up), or None.
+_signal_stop: Optional[_SignalStop] = None
+
+
+@contextlib.contextmanager
+def stopping_on_signals() -> Iterator[_SignalStop]:
+    """SIGINT and SIGTERM stop the block (see ``_SignalStop``); handlers restored after."""
+    global _signal_stop
+    outer = _signal_stop
+    with _SignalStop() as stop:
+        _signal_stop = stop
+        try:
+            yield stop
+        finally:
+            _signal_stop = outer
+
+
+def stop_signal() -> Optional[int]:
+    """The signal that is stopping the current command, or None."""
+    return _signal_stop.signum if _signal_stop is not None else None
+
+
+@contextlib.contextmanager
+def said_if_stopped_at_once(hint: str) -> Iterator[None]:
+    """Within the block, a second signal's last line ends with ``hint`` (what to do
+    next: the command stops without recording anything)."""
+    stop = _signal_stop
+    if stop is None:
+        yield
+        return
+    outer, stop.hint = stop.hint, hint
+    try:
+        yield
+    finally:
+        stop.hint = outer
 
 
 def exit_code_of(connection: Neo4jConnection, action: Callable[[], int],
                  bad_input: Tuple[Type[BaseException], ...] = ()) -> int:
     """Run ``action`` and turn the errors every command shares into a message and an
-    exit code: ``UsageError`` (and ``bad_input``) → 2; Neo4j unreachable, refusing the
-    credentials, failing a query, or anything unexpected → 1. Messages never contain
-    the password.
+    exit code (module docstring): a signal → 128 + its number; ``UsageError`` (and
+    ``bad_input``) → 2; Neo4j unreachable, refusing the credentials, failing a query,
+    or anything unexpected → 1. Messages never contain the password.
     """
+    with stopping_on_signals() as stop:
+        try:
+            return _exit_code(connection, stop.interruptible(action), bad_input)
+        except Interrupted as interruption:
+            _fail(str(interruption), interruption)
+            return 128 + interruption.signum
+
+
+def _exit_code(connection: Neo4jConnection, action: Callable[[], int],
+               bad_input: Tuple[Type[BaseException], ...]) -> int:
     try:
         return action()
     except (UsageError, *bad_input) as error:
@@ -72,8 +300,8 @@ def exit_code_of(connection: Neo4jConnection, action: Callable[[], int],
     except (neo4j.exceptions.Neo4jError, neo4j.exceptions.DriverError) as error:
         _fail(f"Neo4j at {connection.uri} failed: {error}", error)
     except Exception as error:  # noqa: BLE001 - a scheduler needs a message and exit 1
-        _LOG.exception("failed")
-        _fail(f"{type(error).__name__}: {error}", error)
+        _TRACEBACKS.error("failed", exc_info=True)
+        _fail(f"{type(error).__name__}: {error} (-v or --log-file shows the traceback)", error)
     return 1
 
 
@@ -106,7 +334,11 @@ def run_command(args: argparse.Namespace,
                 command: Callable[[neo4j.Driver, str], int]) -> int:
     """Run ``command(driver, database)`` on the connection of the flags; return its exit
     code, under ``exit_code_of``'s rules (an unreadable password file is bad input)."""
-    connection = parsed(lambda: connection_from(args))
+    def parse() -> Neo4jConnection:
+        configure_logging(args.verbose, args.log_file)
+        return connection_from(args)
+
+    connection = parsed(parse)
     if connection is None:
         return 2
 
@@ -144,26 +376,68 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-#: One measure of a progress line: (what, done, total), e.g. ("nodes written", 7, 35).
+def format_pairs(rows: Sequence[Tuple[str, Any]]) -> str:
+    """``name  value`` lines, values aligned; a value of several lines stays aligned,
+    None is shown as ``-``."""
+    width = max(len(name) for name, _ in rows)
+    lines = []
+    for name, value in rows:
+        first, *rest = ("-" if value is None else str(value)).split("\n")
+        lines.append(f"{name.ljust(width)}  {first}".rstrip())
+        lines.extend(" " * (width + 2) + line for line in rest)
+    return "\n".join(lines)
+
+
+def print_result(result: Dict[str, Any], as_json: bool, render: Callable[[Dict[str, Any]], str],
+                 report_path: Optional[str] = None) -> None:
+    """A command's result on stdout: ``render(result)`` for people, or with ``as_json``
+    the JSON as the one and only line (for schedulers and scripts); also written to
+    ``report_path`` as JSON when given."""
+    text = json.dumps(result, sort_keys=True)
+    if report_path:
+        with open(report_path, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+    print(text if as_json else render(result), flush=True)
+
+
+def duration_text(seconds: float) -> str:
+    """``4.2 s``, ``3 min 5 s``, ``2 h 10 min``: a duration as people read it."""
+    if seconds < 59.95:
+        return f"{seconds:.1f} s"
+    seconds = round(seconds)
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+#: One measure of a progress line: (what, done, total), e.g. ("nodes", 7, 35).
 Measure = Tuple[str, int, int]
 
 
 class ProgressReporter(threading.Thread):
-    """Logs ``label: 7 of 35 nodes written, ... (20%), 120 /s, ETA 1 s`` every
-    ``interval`` seconds until ``stop()``; the rate and ETA are over all measures.
+    """Shows ``label: 7 of 35 nodes, 0 of 90 relationships (6%), phase nodes, 120 /s,
+    ETA 1 s`` every ``interval`` seconds until ``stop()``: as a log line, or as a live
+    bar redrawn every second when stderr is a terminal. The rate and ETA are over all
+    measures; with several measures, the phase is the first one not yet complete.
 
     ``measure()`` is called on this thread (paced by its own cost, see
     ``MEASURE_COST_FACTOR``); if it raises (the database it counts in went
     away, say), one warning ends the lines and the work it watches goes on.
     """
 
+    #: Seconds between redraws of the live bar (at most: see MEASURE_COST_FACTOR).
+    BAR_INTERVAL_S = 1.0
+    BAR_WIDTH = 24
+
     def __init__(self, label: str, measure: Callable[[], List[Measure]], interval: float) -> None:
         super().__init__(name=f"progress {label}", daemon=True)
         self._label = label
         self._measure = measure
-        self._interval = interval
+        self._bar = _stderr_handler if _stderr_handler is not None and _stderr_handler.live else None
+        self._interval = min(interval, self.BAR_INTERVAL_S) if self._bar else interval
         self._stopped = threading.Event()
         self._began = time.monotonic()
+        self._last: Optional[List[Measure]] = None
 
     #: A measure that takes t seconds (a count in the database) is taken again after
     #: at least this many t: progress lines never cost more than 5% of anything.
@@ -179,18 +453,50 @@ class ProgressReporter(threading.Thread):
                 _LOG.warning("%s: no more progress lines (%s)", self._label, error)
                 return
             pause = max(self._interval, self.MEASURE_COST_FACTOR * (time.monotonic() - began))
-            _LOG.info("%s", self.line(measures, time.monotonic() - self._began))
+            self._last = measures
+            elapsed = time.monotonic() - self._began
+            if self._bar is not None:
+                self._bar.show_bar(self.bar(measures, elapsed))
+            else:
+                _LOG.info("%s", self.line(measures, elapsed))
 
-    def line(self, measures: List[Measure], elapsed: float) -> str:
+    @staticmethod
+    def _totals(measures: List[Measure], elapsed: float) -> Tuple[float, str, str]:
+        """(fraction done, rate text, ETA text) over all measures."""
         done = sum(count for _, count, _ in measures)
         total = sum(of for _, _, of in measures)
         rate = done / elapsed if elapsed > 0 else 0.0
-        eta = f"{(total - done) / rate:.0f} s" if rate > 0 else "unknown"
-        parts = ", ".join(f"{count} of {of} {what}" for what, count, of in measures)
-        return (f"{self._label}: {parts} ({100.0 * done / max(total, 1):.0f}%), "
-                f"{rate:.0f} /s, ETA {eta}")
+        eta = duration_text((total - done) / rate) if rate > 0 else "unknown"
+        return done / max(total, 1), f"{rate:,.0f} /s", eta
+
+    @staticmethod
+    def _phase(measures: List[Measure]) -> str:
+        if len(measures) < 2:
+            return ""
+        phase = next((what for what, count, of in measures if count < of), "done")
+        return f", phase {phase}"
+
+    def line(self, measures: List[Measure], elapsed: float) -> str:
+        fraction, rate, eta = self._totals(measures, elapsed)
+        parts = ", ".join(f"{count:,} of {of:,} {what}" for what, count, of in measures)
+        return (f"{self._label}: {parts} ({100 * fraction:.0f}%){self._phase(measures)}, "
+                f"{rate}, ETA {eta}")
+
+    def bar(self, measures: List[Measure], elapsed: float) -> str:
+        fraction, rate, eta = self._totals(measures, elapsed)
+        filled = round(self.BAR_WIDTH * min(fraction, 1.0))
+        parts = "  ".join(f"{what} {count:,}/{of:,}" for what, count, of in measures)
+        return (f"{self._label} [{'#' * filled}{'.' * (self.BAR_WIDTH - filled)}] "
+                f"{100 * fraction:3.0f}%  {parts}{self._phase(measures)}  {rate}  ETA {eta}")
 
     def stop(self) -> None:
+        """Stop; a live bar is replaced by a last measure as a line."""
         self._stopped.set()
         if self.is_alive():
             self.join()
+        if self._bar is not None:
+            self._bar.show_bar("")
+            with contextlib.suppress(Exception):  # then the last one the bar showed
+                self._last = self._measure()
+            if self._last is not None:
+                _LOG.info("%s", self.line(self._last, time.monotonic() - self._began))

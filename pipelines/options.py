@@ -67,6 +67,9 @@ class ScaleUpOptions(PipelineOptions):
                                  "operation rolled back) instead of leaving it to be resumed")
         parser.add_argument("--report", dest="report", default=None,
                             help="also write the JSON run report to this file")
+        parser.add_argument("--json", dest="json", action="store_true",
+                            help="print the JSON run report as the only stdout line, "
+                                 "instead of the summary table")
         add_connection_arguments(parser)
         parser.add_argument("--progress-interval", dest="progress_interval", type=float,
                             default=PROGRESS_INTERVAL_S,
@@ -88,6 +91,9 @@ class ScaleUpConfig:
     progress_interval: float
     dry_run: bool = False
     rollback_on_failure: bool = False
+    json: bool = False
+    verbose: bool = False
+    log_file: Optional[str] = None
 
     def parameters(self) -> Dict[str, Any]:
         """What the operation record keeps of the request."""
@@ -147,5 +153,8 @@ def parse_arguments(argv: Optional[Sequence[str]]) -> Tuple[ScaleUpConfig, Neo4j
         progress_interval=args.progress_interval,
         dry_run=args.dry_run,
         rollback_on_failure=args.rollback_on_failure,
+        json=args.json,
+        verbose=args.verbose,
+        log_file=args.log_file,
     )
     return config, connection_from(args), beam_args

@@ -3,13 +3,18 @@
 Counts come from the Beam metrics the runner reported (``pipelines.beam_job``) and are
 checked against the plan and against what the database holds (``in_database``); a run
 whose counts disagree with its plan has ``errors`` and is not a success.
+
+Schedulers read the report as JSON (``--json``, ``--report``); people read
+``render_summary``'s table of it, which shows the keys it knows and, whatever else the
+report carries, its ``dead_letters`` and every one of its ``errors``.
 """
 
 from __future__ import annotations
 
 import resource
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
+from pipelines.cli import duration_text, format_pairs, format_table
 from pipelines.options import ScaleUpConfig
 from pipelines.plan import ScalePlan
 from transforms.model import Metric
@@ -126,3 +131,102 @@ def run_report(config: ScaleUpConfig, plan: ScalePlan, runner: str, metrics: Dic
         "dead_letters": plan.dead_letters + write_dead_letters,
         "errors": errors,
     }
+
+
+def _count_text(value: Any) -> str:
+    """A count as people read it, whatever its shape: 12 → ``12``; {"node": 3} →
+    ``node 3``; a list → its length."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {_count_text(count)}" for key, count in value.items()) or "0"
+    if isinstance(value, (list, tuple)):
+        return f"{len(value):,}"
+    return str(value)
+
+
+def _next_steps(report: Dict[str, Any], resume_command: Optional[str]) -> str:
+    operation_id = report.get("operation_id")
+    rollback = f"python -m pipelines.rollback --operation-id {operation_id}"
+    status = report.get("status")
+    if status == PLANNED:
+        return "run it: the same command without --dry-run"
+    if status == "succeeded":
+        return (f"check it: python -m pipelines.validate --operation-id {operation_id}\n"
+                f"undo it:  {rollback}")
+    if status == "rolled_back":
+        return "nothing of it is left; start a new operation (leave out --operation-id)"
+    resume = resume_command or f"the same command with --operation-id {operation_id}"
+    return f"resume it: {resume}\nundo it:   {rollback}"
+
+
+def _components_text(report: Dict[str, Any]) -> str:
+    components = report.get("components") or {}
+    text = (f"{_count_text(components.get('count'))} (largest "
+            f"{_count_text(components.get('largest'))} templates)")
+    if components.get("in_partial_replica"):
+        text += (f"; the partial replica copies {_count_text(components['in_partial_replica'])}"
+                 f", {components.get('split', 0)} of them split, "
+                 f"{_count_text(components.get('relationships_left_out', 0))} relationships left out")
+    return text
+
+
+def render_summary(report: Dict[str, Any], resume_command: Optional[str] = None) -> str:
+    """The report as a short table for people: operation, status, nodes and
+    relationships by phase, time, rates, memory, retries, dead letters, errors and what
+    to do next (``resume_command``: the command line that resumes the operation)."""
+    parameters = report.get("parameters") or {}
+    size = (f"scale factor {parameters['scale_factor']:g}" if parameters.get("scale_factor")
+            else f"target count {parameters.get('target_count')}")
+    head = [("operation", f"{report.get('operation_id')} (tenant {report.get('tenant_id')}, "
+                          f"{size})"),
+            ("status", report.get("status"))]
+    expected = report.get("expected") or {}
+    if report.get("status") == PLANNED:
+        rows = [*head,
+                ("templates", _count_text(report.get("templates"))),
+                ("would write", f"{_count_text(expected.get('nodes'))} nodes, "
+                                f"{_count_text(expected.get('relationships'))} relationships"),
+                ("components", _components_text(report)),
+                ("batches", f"{_count_text(report.get('write_transactions'))} transactions of up "
+                            f"to {_count_text(report.get('batch_size'))} rows "
+                            f"({_count_text(report.get('parts'))} parts), "
+                            f"{report.get('max_concurrent_writes')} concurrent writes"),
+                ("dead letters", _count_text(report.get("dead_letters", 0)))]
+        if report.get("errors"):
+            rows.append(("errors", "\n".join(str(error) for error in report["errors"])))
+        rows.append(("next", _next_steps(report, None)))
+        return format_pairs(rows)
+    written = report.get("written") or {}
+    in_database = report.get("in_database") or {}
+    throughput = report.get("throughput") or {}
+    phases = format_table(
+        ("phase", "expected", "written", "in database", "per second"),
+        [(phase, expected.get(phase), written.get(phase),
+          sum((in_database.get(phase) or {}).values()), throughput.get(f"{phase}_per_s"))
+         for phase in ("nodes", "relationships")])
+    memory = report.get("memory") or {}
+    batches = report.get("batches") or {}
+    rows = [("components", _components_text(report)),
+            ("batches", f"{_count_text(batches.get('count', 0))} written, "
+                        f"{_count_text(batches.get('already_written', 0))} already written "
+                        "by an earlier run"),
+            ("wall time", f"{duration_text(report.get('duration_s') or 0)} (pipeline "
+                          f"{duration_text(report.get('pipeline_s') or 0)}, runner "
+                          f"{report.get('runner')})"),
+            ("peak memory", f"{memory.get('peak_mb', 0):,.0f} MB"),
+            ("retries", f"{_count_text(report.get('retries', 0))} transient errors (deadlocks) "
+                        "retried"),
+            ("dead letters", _count_text(report.get("dead_letters", 0)))]
+    if report.get("rolled_back"):
+        deleted = report["rolled_back"]
+        rows.append(("rolled back", f"{_count_text(deleted.get('nodes_deleted'))} nodes and "
+                                    f"{_count_text(deleted.get('relationships_deleted'))} "
+                                    "relationships deleted"))
+    if report.get("errors"):
+        rows.append(("errors", "\n".join(str(error) for error in report["errors"])))
+    rows.append(("next", _next_steps(report, resume_command)))
+    lines = format_pairs([*head, *rows]).split("\n")  # one alignment for both blocks
+    return "\n".join([*lines[:len(head)], "", phases, "", *lines[len(head):]])

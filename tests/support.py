@@ -24,6 +24,7 @@ import neo4j
 import pytest
 
 from pipelines import scale_up
+from pipelines.operation.validate import validate_operation
 from pipelines.plan import ComponentSummary, ScalePlan
 from transforms.batch import TemplatePart
 from transforms.model import TemplateSelection
@@ -92,6 +93,20 @@ def operation_counts(driver: neo4j.Driver, operation_id: str) -> Dict[str, int]:
                             op=operation_id),
             "relationships": scalar(driver, "MATCH ()-[r]->() WHERE r.scale_operation_id = $op "
                                             "RETURN count(r)", op=operation_id)}
+
+
+def expected_at_integer_factor(driver: neo4j.Driver, tenant_id: str, factor: int) -> Dict[str, int]:
+    """``{"nodes", "relationships"}`` a scale-up of a fresh tenant by an integer factor
+    must write, counted independently of the pipeline: every template and every
+    relationship of a template (except the scan link) is copied ``factor - 1`` times."""
+    templates = scalar(driver, "MATCH (t:Resource {tenant_id: $tenant}) WHERE NOT t:Original "
+                               "RETURN count(t)", tenant=tenant_id)
+    template_relationships = scalar(
+        driver,
+        "MATCH (t:Resource {tenant_id: $tenant})-[r]-(o) WHERE NOT t:Original "
+        "AND type(r) <> 'SCAN_SOURCE_NODE' RETURN count(DISTINCT r)", tenant=tenant_id)
+    return {"nodes": templates * (factor - 1),
+            "relationships": template_relationships * (factor - 1)}
 
 
 def operation_record(driver: neo4j.Driver, operation_id: str) -> Dict[str, Any]:
@@ -179,6 +194,26 @@ def component_rule(driver: neo4j.Driver, tenant: str, factor: float,
             "components": components, "left_out": left_out}
 
 
+def assert_exact(driver: neo4j.Driver, operation_id: str, expected: Dict[str, int],
+                 report: Dict[str, Any]) -> None:
+    """The operation holds exactly the expected nodes and relationships, no duplicates,
+    every invariant holds, and the report says so."""
+    assert operation_counts(driver, operation_id) == expected
+    duplicates = scalar(driver, "MATCH (n:Resource {scale_operation_id: $op}) "
+                                "WITH n.id AS id, count(*) AS c WHERE c > 1 RETURN count(id)",
+                        op=operation_id)
+    assert duplicates == 0
+    result = validate_operation(driver, "neo4j", operation_id)
+    assert result.ok, result.to_dict()
+    assert result.nodes_checked == expected["nodes"]
+    assert report["status"] == "succeeded" and report["errors"] == [], report["errors"]
+    assert report["expected"] == expected
+    # This run wrote what earlier runs (or a commit it could not confirm) had not.
+    assert {what: sum(counts.values()) for what, counts in report["in_database"].items()} == expected
+    assert all(report["written"][what] <= expected[what] for what in expected)
+    record = operation_record(driver, operation_id)
+    assert record["status"] == "succeeded"
+
 
 # --------------------------------------------------------------------------- commands
 
@@ -255,7 +290,7 @@ class CliRun:
         return "\n".join(self.stderr.splitlines()[-lines:])
 
     def report(self) -> Optional[Dict[str, Any]]:
-        """The JSON report on the last stdout line (None if nothing was printed)."""
+        """The JSON report a ``--json`` run printed (None if nothing was printed)."""
         lines = self.stdout.strip().splitlines()
         return json.loads(lines[-1]) if lines else None
 
@@ -274,6 +309,24 @@ class CliRun:
                 return None
             time.sleep(0.2)
         return None
+
+
+def wait_for_writes(driver: neo4j.Driver, run: CliRun, operation_id: str, what: str = "nodes",
+                    timeout: float = 120) -> Dict[str, int]:
+    """Wait until the run has written some of the operation's ``what`` ("nodes" or
+    "relationships": every node is written before the first relationship); return
+    ``operation_counts`` then. Fails the test if the run ends or writes none in time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        counts = operation_counts(driver, operation_id)
+        if counts[what] > 0:
+            return counts
+        if run.process.poll() is not None:
+            pytest.fail(f"the run ended (exit {run.process.returncode}) before it wrote "
+                        f"{what}:\n{run.stderr_tail()}")
+        time.sleep(0.05)
+    run.kill()
+    pytest.fail(f"the run wrote no {what} within {timeout} s:\n{run.stderr_tail()}")
 
 
 # --------------------------------------------------------------------------- the network

@@ -24,23 +24,24 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import List
 
-import neo4j
 import pytest
 
 from pipelines.demo.load import load_demo_tenant
-from pipelines.operation.validate import validate_operation
 from tests.support import (
     CliRun,
+    assert_exact,
     bolt_port,
     closed_port,
+    expected_at_integer_factor,
     fingerprint,
     operation_counts,
     operation_fingerprint,
     operation_record,
     run_scale_up,
     scalar,
+    wait_for_writes,
 )
 from tests.tcp_proxy import TcpProxy
 from transforms.demo import DemoTenantSpec
@@ -60,23 +61,7 @@ QUICK_FAILURE_S = 15
 
 def scale_args(operation_id: str, *extra: str, tenant: str = TENANT) -> List[str]:
     return ["--tenant-id", tenant, "--scale-factor", str(FACTOR), "--operation-id", operation_id,
-            "--batch-size", str(BATCH_SIZE), "--progress-interval", "1", *extra]
-
-
-def wait_for_writes(driver: neo4j.Driver, run: CliRun, operation_id: str, timeout: float = 120) -> int:
-    """Wait until the run has written some of the operation's nodes; return how many."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        written = scalar(driver, "MATCH (n:Resource {scale_operation_id: $op}) RETURN count(n)",
-                         op=operation_id)
-        if written:
-            return written
-        if run.process.poll() is not None:
-            pytest.fail(f"the run ended (exit {run.process.returncode}) before it wrote "
-                        f"anything:\n{run.stderr_tail()}")
-        time.sleep(0.1)
-    run.kill()
-    pytest.fail(f"the run wrote nothing within {timeout} s:\n{run.stderr_tail()}")
+            "--batch-size", str(BATCH_SIZE), "--progress-interval", "1", "--json", *extra]
 
 
 def resume(tmp_path: Path, operation_id: str) -> tuple:
@@ -87,28 +72,6 @@ def resume(tmp_path: Path, operation_id: str) -> tuple:
     return code, report
 
 
-def assert_exact(driver: neo4j.Driver, operation_id: str, expected: Dict[str, int],
-                 report: Dict[str, Any]) -> None:
-    """The operation holds exactly the expected nodes and relationships, no duplicates,
-    every invariant holds, and the report says so."""
-    assert operation_counts(driver, operation_id) == expected
-    duplicates = scalar(driver, "MATCH (n:Resource {scale_operation_id: $op}) "
-                                "WITH n.id AS id, count(*) AS c WHERE c > 1 RETURN count(id)",
-                        op=operation_id)
-    assert duplicates == 0
-    result = validate_operation(driver, "neo4j", operation_id)
-    assert result.ok, result.to_dict()
-    assert result.nodes_checked == expected["nodes"]
-    assert report["status"] == "succeeded" and report["errors"] == [], report["errors"]
-    assert report["expected"] == expected
-    # This run wrote what earlier runs (or a commit it could not confirm) had not.
-    assert {what: sum(counts.values()) for what, counts in report["in_database"].items()} == expected
-    assert report["written"]["nodes"] <= expected["nodes"]
-    assert {what: sum(counts.values()) for what, counts in report["in_database"].items()} == expected
-    record = operation_record(driver, operation_id)
-    assert record["status"] == "succeeded"
-
-
 # --------------------------------------------------------------------------- fixtures
 
 
@@ -117,19 +80,10 @@ def tenant(neo4j_connection, neo4j_driver, clear_neo4j):
     """The fault tenant in an otherwise empty database; what a scale-up of it must write."""
     clear_neo4j()
     load_demo_tenant(neo4j_connection, DemoTenantSpec(TENANT, resources=RESOURCES, seed=21))
-    templates = scalar(neo4j_driver, "MATCH (t:Resource {tenant_id: $tenant}) WHERE NOT t:Original "
-                                     "RETURN count(t)", tenant=TENANT)
-    # Counted here independently of the pipeline: at an integer factor every template
-    # and every relationship of a template (except the scan link) is copied f-1 times.
-    template_relationships = scalar(
-        neo4j_driver,
-        "MATCH (t:Resource {tenant_id: $tenant})-[r]-(o) WHERE NOT t:Original "
-        "AND type(r) <> 'SCAN_SOURCE_NODE' RETURN count(DISTINCT r)", tenant=TENANT)
     return {
         "connection": neo4j_connection,
         "port": bolt_port(neo4j_connection.uri),
-        "expected": {"nodes": templates * (FACTOR - 1),
-                     "relationships": template_relationships * (FACTOR - 1)},
+        "expected": expected_at_integer_factor(neo4j_driver, TENANT, FACTOR),
     }
 
 
@@ -231,7 +185,8 @@ def long_cut(tenant, neo4j_driver, tmp_path_factory):
     before = fingerprint(neo4j_driver)
     with TcpProxy(tenant["port"]) as proxy:
         env = dict(os.environ, NEO4J_URI=proxy.uri)
-        run = CliRun(tmp_path_factory.mktemp("long-cut"), scale_args(operation_id), env=env)
+        # -v: Beam's own log line says when the sink gave up.
+        run = CliRun(tmp_path_factory.mktemp("long-cut"), scale_args(operation_id, "-v"), env=env)
         wait_for_writes(neo4j_driver, run, operation_id)
         at_cut = operation_counts(neo4j_driver, operation_id)
         cut_at = time.monotonic()

@@ -11,19 +11,19 @@ from pipelines.operation import record
 from pipelines.operation.validate import validate_operation
 from tests.support import ROOT, fingerprint, scalar
 from transforms.demo import DemoTenantSpec
-from transforms.schema import ensure_indexes
+from transforms.schema import ensure_schema
 
 TENANT = "race-tenant"
 
 
 def test_racing_writers_of_one_operation_write_every_copy_once(neo4j_graph, neo4j_driver):
     load_demo_tenant(neo4j_graph, DemoTenantSpec(TENANT, resources=200, seed=5))
-    ensure_indexes(neo4j_driver, neo4j_graph.database)
+    ensure_schema(neo4j_driver, neo4j_graph.database)
     before = fingerprint(neo4j_driver)
-    timestamp = record.start_operation(neo4j_driver, neo4j_graph.database, "op-race", TENANT,
-                                       {"tenant_id": TENANT, "scale_factor": 3.5,
-                                        "target_count": None, "resource_types": None},
-                                       "race")
+    lease = record.take_lease(neo4j_driver, neo4j_graph.database, "op-race", TENANT,
+                              {"tenant_id": TENANT, "scale_factor": 3.5, "target_count": None,
+                               "resource_types": None}, "(none: a test)", "race")
+    timestamp = lease.generation_timestamp
     start_at = time.time() + 12  # both are importing Beam and planning before that
     racers = [subprocess.Popen([sys.executable, "-m", "tests.race_writer", TENANT, "3.5", "op-race",
                                 timestamp, str(start_at)], cwd=ROOT, stdout=subprocess.PIPE,
@@ -40,6 +40,6 @@ def test_racing_writers_of_one_operation_write_every_copy_once(neo4j_graph, neo4
     assert sum(c.get("nodes_written", 0) for c in counters) == expected
     assert all(c.get("batches_already_written", 0) > 0 for c in counters) or \
         any(c.get("nodes_written", 0) == expected for c in counters)
-    record.finish_operation(neo4j_driver, neo4j_graph.database, "op-race", record.SUCCEEDED)
+    record.finish_operation(neo4j_driver, neo4j_graph.database, lease, record.SUCCEEDED)
     assert validate_operation(neo4j_driver, neo4j_graph.database, "op-race").ok
     assert fingerprint(neo4j_driver) == before

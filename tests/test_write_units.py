@@ -8,7 +8,7 @@ import pytest
 
 from tests.support import scalar
 from transforms.replicate import UnitRows
-from transforms.schema import ensure_indexes
+from transforms.schema import ensure_schema
 from transforms.write import CopyUnits, _Transactions
 
 OP = "op-units"
@@ -43,7 +43,7 @@ def counts(driver):
 
 @pytest.fixture
 def graph(neo4j_graph, neo4j_driver):
-    ensure_indexes(neo4j_driver, neo4j_graph.database)
+    ensure_schema(neo4j_driver, neo4j_graph.database)
     region = neo4j_driver.execute_query(
         "CREATE (r:Region {id: 'westeurope'}) RETURN elementId(r)").records[0][0]
     return region

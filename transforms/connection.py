@@ -79,14 +79,14 @@ class Neo4jConnection:
     def open_driver(self, **driver_options) -> neo4j.Driver:
         """A new driver for this process; the caller closes it.
 
-        Deprecation notices are turned off: the queries keep the ``CALL { WITH x }``
-        form that every Neo4j 5.x understands, which 5.23+ reports as deprecated.
+        Server notifications are turned off: they are about this project's own constant
+        queries (the ``CALL { WITH x }`` form that every Neo4j 5.x understands and 5.23+
+        calls deprecated; "label ``Resource`` does not exist" on an empty database), not
+        something a user can act on, and the server then does not even send them.
         """
         auth = (self.user, self.password) if self.password is not None else None
-        driver_options.setdefault(
-            "notifications_disabled_classifications",
-            [neo4j.NotificationDisabledClassification.DEPRECATION],
-        )
+        driver_options.setdefault("notifications_min_severity",
+                                  neo4j.NotificationMinimumSeverity.OFF)
         # A server that accepts TCP but never answers Bolt would otherwise hold a command
         # for the driver's default 60 s before it says anything.
         driver_options.setdefault("connection_timeout", CONNECT_TIMEOUT_S)

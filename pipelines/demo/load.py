@@ -14,14 +14,15 @@ holds all rows in front of ``GroupIntoBatches`` in memory (measured peak: 1.4 GB
 10k, which were also faster). Slices are cut at block boundaries, so every
 relationship's ends are written by its own slice or an earlier one.
 
-Exit codes: 0 success, 2 bad input (the message says what to fix), 1 failure. The last
-line on stdout is a JSON summary; logs go to stderr.
+Exit codes: 0 success, 2 bad input (the message says what to fix), 1 failure, 130/143
+stopped by SIGINT/SIGTERM (load the same spec again: it converges). stdout holds a
+summary table, or with ``--json`` only the summary as one JSON line (also written to
+``--report``); progress and warnings go to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -33,8 +34,11 @@ from pipelines.cli import (
     add_connection_arguments,
     configure_logging,
     connection_from,
+    duration_text,
     exit_code_of,
+    format_pairs,
     parsed,
+    print_result,
 )
 from pipelines.beam_job import log_dead_letter, metric_totals, pipeline_options, runner_name
 from transforms.batch import BatchRowGroups, adaptive_batch_size
@@ -50,7 +54,7 @@ from transforms.demo import (
     approximate_counts,
     chunk_ranges,
 )
-from transforms.schema import SCALE_UP_INDEXES, ensure_indexes
+from transforms.schema import SCALE_UP_INDEXES, ensure_schema
 from transforms.write import (
     MAX_CONCURRENT_WRITES,
     RowBatches,
@@ -90,6 +94,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=DEFAULT_RESOURCES_PER_PIPELINE,
                         help="load in consecutive pipeline runs of this many resources, which "
                              f"bounds memory (default {DEFAULT_RESOURCES_PER_PIPELINE:,})")
+    parser.add_argument("--json", dest="json", action="store_true",
+                        help="print the summary as the only stdout line, as JSON, instead "
+                             "of a table")
+    parser.add_argument("--report", dest="report", default=None, metavar="FILE",
+                        help="also write the JSON summary to FILE")
     add_connection_arguments(parser)
 
 
@@ -149,7 +158,7 @@ def load_demo_tenant(
     driver = connection.open_driver()
     try:
         driver.verify_connectivity()
-        created_indexes = ensure_indexes(driver, connection.database, INDEXES)
+        created_indexes = ensure_schema(driver, connection.database, INDEXES)
     finally:
         driver.close()
     approximate_nodes, approximate_relationships = approximate_counts(spec)
@@ -192,10 +201,27 @@ def load_demo_tenant(
     }
 
 
+def render_summary(summary: Dict[str, Any]) -> str:
+    """The loader's summary as a short table for people."""
+    return format_pairs([
+        ("tenant", f"{summary['tenant_id']} ({summary['resources']:,} resources, seed "
+                   f"{summary['seed']}, {summary['subscriptions']} subscriptions)"),
+        ("written", f"{summary['nodes_written']:,} nodes, {summary['relationships_written']:,} "
+                    "relationships (rows sent and committed: a re-load counts them again)"),
+        ("time", f"{duration_text(summary['seconds'])} (pipeline "
+                 f"{duration_text(summary['pipeline_seconds'])}, {summary['pipelines']} runs of "
+                 f"{summary['runner']})"),
+        ("retries", f"{summary['write_retries']:,} transient errors (deadlocks) retried"),
+        ("dead letters", f"{summary['dead_letters']:,}"),
+        ("next", f"python -m pipelines.scale_up --tenant-id {summary['tenant_id']} "
+                 "--scale-factor 8"),
+    ])
+
+
 def parse_arguments(
     argv: Optional[Sequence[str]],
-) -> Tuple[DemoTenantSpec, Dict[str, int], Neo4jConnection, List[str]]:
-    """Flags → (spec, ``load_demo_tenant`` settings, connection, Beam flags).
+) -> Tuple[DemoTenantSpec, Dict[str, int], Neo4jConnection, List[str], argparse.Namespace]:
+    """Flags → (spec, ``load_demo_tenant`` settings, connection, Beam flags, the flags).
 
     argparse exits with 2 on malformed flags; values it accepts but that make no sense
     raise ``ValueError``.
@@ -212,19 +238,27 @@ def parse_arguments(
     settings = {"max_concurrent_writes": args.max_concurrent_writes,
                 "resources_per_pipeline": args.resources_per_pipeline}
     _check_settings(**settings)
-    return spec, settings, connection_from(args), beam_args
+    return spec, settings, connection_from(args), beam_args, args
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     configure_logging()
-    arguments = parsed(lambda: parse_arguments(argv), bad_input=(ValueError,))
+
+    def parse():
+        arguments = parse_arguments(argv)
+        configure_logging(arguments[-1].verbose, arguments[-1].log_file)
+        return arguments
+
+    arguments = parsed(parse, bad_input=(ValueError,))
     if arguments is None:
         return 2
-    spec, settings, connection, beam_args = arguments
+    spec, settings, connection, beam_args, args = arguments
 
     def load_and_print() -> int:
         summary = load_demo_tenant(connection, spec, beam_args=beam_args, **settings)
-        print(json.dumps(summary, sort_keys=True))
+        if summary["write_retries"]:
+            _LOG.info("%d transient errors (deadlocks) retried", summary["write_retries"])
+        print_result(summary, args.json, render_summary, args.report)
         return 0 if summary["dead_letters"] == 0 else 1
 
     return exit_code_of(connection, load_and_print)

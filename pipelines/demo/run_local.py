@@ -6,8 +6,11 @@
 Uses ``$NEO4J_URI`` when it is set, else starts the project's local Neo4j 5.26 (data
 in ``--home``, kept between runs) and stops it at the end. Loads the demo tenant
 unless that tenant already has exactly ``--resources`` templates, then scales it
-(×8 unless a ``--scale-factor`` or ``--target-count`` is given) and prints the report
-as ``scale_up`` does: the last stdout line is the JSON report.
+(×8 unless a ``--scale-factor`` or ``--target-count`` is given) and prints what
+``scale_up`` prints: a summary table on stdout (with ``--json`` only the JSON report),
+progress and warnings on stderr (``-v`` and ``--log-file`` as for every command). A
+signal stops it as it stops ``scale_up``; the command it names to resume the
+operation is this one.
 """
 
 from __future__ import annotations
@@ -21,9 +24,15 @@ from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 from pipelines import scale_up
-from pipelines.cli import configure_logging
+from pipelines.cli import (
+    add_logging_arguments,
+    configure_logging,
+    exit_code_of,
+    parsed,
+)
 from pipelines.demo.load import load_demo_tenant
 from pipelines.infra.neo4j_server import DEFAULT_HOME, LocalNeo4j
+from pipelines.infra.processes import InfraError
 from pipelines.options import parse_arguments
 from transforms.connection import Neo4jConnection
 from transforms.demo import DemoTenantSpec
@@ -61,6 +70,7 @@ def _template_count(connection: Neo4jConnection, tenant_id: str) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
         prog="./run_local.sh", description=__doc__.split("\n\n")[0],
         epilog="Other flags go to python -m pipelines.scale_up (see its --help).")
@@ -70,25 +80,47 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="demo tenant seed (default 0)")
     parser.add_argument("--home", type=Path, default=DEFAULT_HOME,
                         help="home of the local Neo4j: conf, data, logs (default .neo4j)")
+    add_logging_arguments(parser)
     args, scale_up_args = parser.parse_known_args(argv)
     configure_logging()
     if not {"--scale-factor", "--target-count"} & {a.split("=")[0] for a in scale_up_args}:
         scale_up_args = [*scale_up_args, "--scale-factor", DEFAULT_SCALE_FACTOR]
-    scale_up_args = ["--tenant-id", args.tenant_id, *scale_up_args]
-    try:
+    scale_up_args = ["--tenant-id", args.tenant_id, *scale_up_args,
+                     *(["--verbose"] if args.verbose else []),
+                     *(["--log-file", args.log_file] if args.log_file else [])]
+
+    def parse() -> DemoTenantSpec:
+        configure_logging(args.verbose, args.log_file)
         parse_arguments(scale_up_args)  # bad scale-up flags: exit 2 before starting anything
-        spec = DemoTenantSpec(tenant_id=args.tenant_id, resources=args.resources, seed=args.seed)
-    except ValueError as error:
+        return DemoTenantSpec(tenant_id=args.tenant_id, resources=args.resources, seed=args.seed)
+
+    spec = parsed(parse, bad_input=(ValueError,))
+    if spec is None:
+        return 2
+    # The operation resumes with this command: its own flags, then the scale-up's.
+    program = ["./run_local.sh", "--resources", str(args.resources), "--seed", str(args.seed),
+               "--home", str(args.home)]
+    try:
+        with _neo4j(args.home) as connection:
+            return exit_code_of(connection,
+                                lambda: _load_and_scale_up(connection, spec, scale_up_args, program))
+    except InfraError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    with _neo4j(args.home) as connection:
-        if _template_count(connection, spec.tenant_id) != spec.resources:
-            _LOG.info("loading the demo tenant %r (%d resources)", spec.tenant_id, spec.resources)
-            summary = load_demo_tenant(connection, spec)
-            _LOG.info("demo tenant loaded in %.1f s", summary["seconds"])
-        else:
-            _LOG.info("demo tenant %r is already loaded", spec.tenant_id)
-        return scale_up.run(scale_up_args)
+    except KeyboardInterrupt:  # while the local server starts or stops
+        print("error: interrupted by SIGINT", file=sys.stderr)
+        return 130
+
+
+def _load_and_scale_up(connection: Neo4jConnection, spec: DemoTenantSpec,
+                       scale_up_args: Sequence[str], program: Sequence[str]) -> int:
+    if _template_count(connection, spec.tenant_id) != spec.resources:
+        _LOG.info("loading the demo tenant %r (%d resources)", spec.tenant_id, spec.resources)
+        summary = load_demo_tenant(connection, spec)
+        _LOG.info("demo tenant loaded in %.1f s", summary["seconds"])
+    else:
+        _LOG.info("demo tenant %r is already loaded", spec.tenant_id)
+    return scale_up.run(scale_up_args, program=program)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,159 @@
+"""SIGINT and SIGTERM, as a user's Ctrl-C and a scheduler's stop, against a real Neo4j.
+
+A scale-up (a subprocess) is signalled while it writes nodes and while it writes
+relationships; it must end within seconds with 130 / 143, its record ``interrupted``
+with the time and no lease, and a last stderr line that names the command resuming it.
+Running that command (with bigger batches, to save time) completes the operation
+exactly. ``--rollback-on-failure``
+undoes an interrupted run; a second signal ends the process at once.
+
+Phases are made to last seconds with one writer and small batches, and are told apart
+by counting the operation's writes in the database.
+"""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from typing import List
+
+import neo4j
+import pytest
+
+from pipelines.demo.load import load_demo_tenant
+from tests.support import (
+    ROOT,
+    CliRun,
+    assert_exact,
+    expected_at_integer_factor,
+    fingerprint,
+    operation_counts,
+    operation_record,
+    run_scale_up,
+    wait_for_writes,
+)
+from transforms.demo import DemoTenantSpec
+
+TENANT = "signal-tenant"
+RESOURCES = 120
+FACTOR = 4
+#: One writer and batches of 5 rows: the node phase lasts seconds, so does the rest.
+SLOW = ["--max-concurrent-writes", "1", "--batch-size", "5", "--progress-interval", "0.5"]
+#: Appended to the resume command to save test time: the last flag wins, and batch size
+#: and concurrency are not part of what an operation is (a resume may change them).
+FASTER = ["--max-concurrent-writes", "4", "--batch-size", "200"]
+#: "Within seconds" of the signal, on 2 shared cores.
+STOP_WITHIN_S = 10
+RESUME_PREFIX = "resume it with: "
+
+
+@pytest.fixture(scope="module")
+def tenant(neo4j_connection, neo4j_driver, clear_neo4j):
+    """The tenant in an otherwise empty database and what a scale-up of it writes;
+    afterwards, nothing outside the scale operations may have changed."""
+    clear_neo4j()
+    load_demo_tenant(neo4j_connection, DemoTenantSpec(TENANT, resources=RESOURCES, seed=5))
+    before = fingerprint(neo4j_driver)
+    yield {"expected": expected_at_integer_factor(neo4j_driver, TENANT, FACTOR)}
+    assert fingerprint(neo4j_driver) == before
+
+
+def resume_argv(run: CliRun) -> List[str]:
+    """The scale-up flags of the command the run's last stderr line says resumes it."""
+    last = run.stderr.strip().splitlines()[-1]
+    assert RESUME_PREFIX in last, last
+    command = shlex.split(last.split(RESUME_PREFIX, 1)[1])
+    assert command[:3] == ["python", "-m", "pipelines.scale_up"], command
+    return command[3:]
+
+
+def interrupt(driver: neo4j.Driver, tmp_path, operation_id: str, signum: int, phase: str,
+              *extra: str) -> CliRun:
+    """Start a slow scale-up, send ``signum`` in ``phase``, wait for its end; check that
+    it stopped within seconds with 128 + signum and said why as one last line."""
+    run = CliRun(tmp_path, ["--tenant-id", TENANT, "--scale-factor", str(FACTOR),
+                            "--operation-id", operation_id, *SLOW, *extra])
+    at_signal = wait_for_writes(driver, run, operation_id, phase)
+    run.signal(signum)
+    sent = time.monotonic()
+    code = run.wait()
+    stopped_after = time.monotonic() - sent
+    print(f"{signal.Signals(signum).name} in the {phase} phase at {at_signal}: exit {code} "
+          f"{stopped_after:.1f} s later")
+    assert code == 128 + signum, run.stderr_tail()
+    assert stopped_after < STOP_WITHIN_S
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: interrupted by {signal.Signals(signum).name}; "), last
+    for noise in ("Traceback", "KeyboardInterrupt", "RuntimeError", "apache_beam"):
+        assert noise not in run.stderr, run.stderr_tail()
+    assert run.stdout == ""
+    return run
+
+
+@pytest.mark.parametrize("signum, phase", [
+    (signal.SIGTERM, "nodes"), (signal.SIGINT, "relationships"),
+    (signal.SIGTERM, "relationships")])  # SIGINT in the node phase: the rollback test
+def test_a_signal_stops_the_run_and_its_command_resumes_it_exactly(
+        tenant, neo4j_driver, tmp_path, signum, phase):
+    operation_id = f"signal-{signal.Signals(signum).name.lower()}-{phase}"
+    expected = tenant["expected"]
+    run = interrupt(neo4j_driver, tmp_path, operation_id, signum, phase)
+
+    record = operation_record(neo4j_driver, operation_id)
+    assert record["status"] == "interrupted"
+    assert record["error"] == f"interrupted by {signal.Signals(signum).name}"
+    assert record["finished_at"] > record["started_at"]
+    assert "lease_token" not in record  # released
+    stopped = operation_counts(neo4j_driver, operation_id)
+    if phase == "nodes":  # stopped in the node phase: no relationship written
+        assert 0 < stopped["nodes"] < expected["nodes"] and stopped["relationships"] == 0
+    else:
+        assert stopped["nodes"] == expected["nodes"]
+        assert 0 < stopped["relationships"] < expected["relationships"]
+
+    argv = resume_argv(run)
+    assert argv[argv.index("--operation-id") + 1] == operation_id
+    code, report = run_scale_up(tmp_path, *argv, *FASTER)
+    assert code == 0
+    assert_exact(neo4j_driver, operation_id, expected, report)
+    assert operation_record(neo4j_driver, operation_id)["runs"] == 2
+
+
+def test_rollback_on_failure_undoes_an_interrupted_run(tenant, neo4j_driver, tmp_path):
+    operation_id = "signal-rollback"
+    run = interrupt(neo4j_driver, tmp_path, operation_id, signal.SIGINT, "nodes",
+                    "--rollback-on-failure")
+    assert f"operation {operation_id} was rolled back" in run.stderr.strip().splitlines()[-1]
+    assert operation_counts(neo4j_driver, operation_id) == {"nodes": 0, "relationships": 0}
+    assert operation_record(neo4j_driver, operation_id)["status"] == "rolled_back"
+
+
+_TWICE = """
+import os, signal, time
+from pipelines import cli
+
+with cli.stopping_on_signals():
+    with cli.said_if_stopped_at_once("resume it with: the command"):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(10)
+        except cli.Interrupted:
+            print("stopping", flush=True)
+            os.kill(os.getpid(), signal.SIGINT)  # while it cleans up
+            time.sleep(10)
+print("not stopped at once", flush=True)
+"""
+
+
+def test_a_second_signal_stops_at_once():
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", _TWICE], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 128 + signal.SIGINT, result.stderr
+    assert time.monotonic() - started < 8
+    assert result.stdout == "stopping\n"
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: SIGINT again: stopped at once; resume it with: the command")
