@@ -111,16 +111,22 @@ def table(data: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plain_text(data: Dict[str, Any]) -> str:
-    """Every plain writer of every size: wall, rows/s, CPU of the client and of Neo4j."""
+def details_text(data: Dict[str, Any]) -> str:
+    """Per size: every plain writer (wall, rows/s, CPU of the client and of Neo4j), and
+    the server CPU of the pipeline's reads, measured apart."""
     lines = []
     for entry in sorted(data.get("results", []), key=lambda e: e.get("final_size", 0)):
         writers = "; ".join(
             f"{w['name']} {_seconds(w['wall_s'])}, {_number(w['rows_per_s'])} rows/s, CPU "
             f"{_number(w['cpu_s'], 1)} s client / {_number(w['neo4j_cpu_s'], 1)} s Neo4j"
             for w in entry.get("plain", []))
-        if writers:
-            lines.append(f"- {entry.get('label')}: {writers}.")
+        if not writers:
+            continue
+        reads, read_back = entry.get("plain_rows", {}), entry.get("read_back", {})
+        lines.append(
+            f"- {entry.get('label')}: {writers}. Neo4j CPU of the pipeline's reads, measured "
+            f"apart: plan and parts {_number(reads.get('neo4j_cpu_s'), 1)} s, read-back of the "
+            f"counts {_number(read_back.get('neo4j_cpu_s'), 1)} s.")
     return "\n".join(lines)
 
 
@@ -190,7 +196,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     print(table(data))
     print()
-    print(plain_text(data))
+    print(details_text(data))
     print()
     print(machine_text(data))
     if not args.no_legend:

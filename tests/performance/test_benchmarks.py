@@ -75,7 +75,7 @@ import pytest
 
 from pipelines.demo.load import load_demo_tenant
 from pipelines.infra.neo4j_server import LocalNeo4j
-from pipelines.operation.record import utc_now_iso
+from pipelines.operation.record import utc_now_iso, written_by_type
 from pipelines.options import MAX_NEW_NODES
 from pipelines.plan import plan_scale_up
 from tests.support import CliRun, operation_counts
@@ -119,6 +119,10 @@ NOTES = [
     "(ru_maxrss), which Linux carries over from the process that started it: here at least "
     "this test process's peak, so not the pipeline's. neo4j_rss_peak_mb: the server's RSS "
     "sampled every 0.1 s (one server serves the whole run).",
+    "read_back and plain_rows measure two shares of the pipeline's server CPU apart: the "
+    "report's read-back of what the operation wrote (written_by_type), and the plan's and "
+    "the parts' reads (plan_scale_up and read_part, as the pipeline runs them), which the "
+    "plain writers' rows are made from.",
     "Order per size: pipeline, then plain-1, then plain-N: the plain writers find the "
     "server's plans cached and its page cache warm.",
 ]
@@ -319,6 +323,12 @@ def memory_mb(pid: int) -> Optional[Dict[str, float]]:
     if len(fields) < 2:  # a zombie: no memory left
         return None
     return {"rss": int(fields["VmRSS"]) / 1024, "peak": int(fields["VmHWM"]) / 1024}
+
+
+def _window_figures(window: Dict[str, Any]) -> Dict[str, float]:
+    """Wall and CPU seconds of a window in which this process queried the server."""
+    return {"wall_s": window["wall_s"], "cpu_s": window["self_cpu_s"],
+            "neo4j_cpu_s": window["neo4j_cpu_s"]}
 
 
 def _rate(count: float, seconds: Optional[float]) -> Optional[float]:
@@ -683,6 +693,7 @@ def measure_size(size: Size, server: BenchmarkServer, driver: neo4j.Driver, work
                  entry: Dict[str, Any], prefix: str = "bench") -> None:
     """One size into ``entry``, filled as it goes (a failure keeps what was measured):
     load, pipeline, counts, plain writers, counts, clean-up."""
+    database = server.connection.database
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     tenant_id, operation_id = f"{prefix}-{size.templates}-{stamp}", f"{prefix}-{size.id}-{stamp}"
     entry.update({"label": size.label, "templates": size.templates, "scale_factor": size.factor,
@@ -701,16 +712,18 @@ def measure_size(size: Size, server: BenchmarkServer, driver: neo4j.Driver, work
     expected = report["expected"]
     assert report["status"] == "succeeded", report["errors"]
     assert operation_counts(driver, operation_id) == expected == report["written"]
+    # A share of the pipeline's server CPU, measured apart: its read-back of the counts.
+    measured = Measured(server.pid)
+    written_by_type(driver, database, operation_id)
+    entry["read_back"] = _window_figures(measured.stop())
     entry["delete_s"] = {"pipeline": delete_data(driver, operation_id)}
 
+    # Another share: the plan's and the parts' reads, the same queries as the pipeline's.
     plain_operation_id = f"plain-{size.id}-{stamp}"
-    started, rss_before = time.perf_counter(), psutil.Process().memory_info().rss
-    rows, plain_expected = make_plain_rows(driver, server.connection.database, tenant_id, size,
-                                           plain_operation_id)
-    entry["plain_rows"] = {"make_s": round(time.perf_counter() - started, 3),
-                           "nodes": len(rows.nodes), "relationships": rows.relationship_count,
-                           "rss_growth_mb": round((psutil.Process().memory_info().rss
-                                                   - rss_before) / 2**20, 1)}
+    measured = Measured(server.pid)
+    rows, plain_expected = make_plain_rows(driver, database, tenant_id, size, plain_operation_id)
+    entry["plain_rows"] = {**_window_figures(measured.stop()), "nodes": len(rows.nodes),
+                           "relationships": rows.relationship_count}
     assert plain_expected == expected
     assert {"nodes": len(rows.nodes), "relationships": rows.relationship_count} == expected
     entry["plain"] = []
