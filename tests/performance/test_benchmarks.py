@@ -12,11 +12,11 @@ benchmark measures that server's process, so ``NEO4J_URI`` is not used):
 
 1. **Load**: delete all data, load a fresh demo tenant (timed apart: part of no figure).
 2. **Pipeline**: ``python -m pipelines.scale_up --tenant-id T --scale-factor F
-   --operation-id OP`` in a subprocess. Its report gives the wall time
-   (``duration_s``), ``pipeline_s``, the counts and the process's peak RSS; measured
-   from outside: the process's wall time (start to exit), the CPU seconds of the
-   process (with its children) and of the Neo4j server, and the server's RSS peak
-   (sampled every 0.1 s). The database must hold exactly the planned counts.
+   --operation-id OP --json`` in a subprocess. Its report gives the wall time
+   (``duration_s``), ``plan_s``, ``pipeline_s`` and the counts; measured from
+   outside: the process's wall time (start to exit), its peak RSS, the CPU seconds
+   of the process (with its children) and of the Neo4j server, and the server's RSS
+   peak (sampled every 0.1 s). The database must hold exactly the planned counts.
 3. **Plain writers**: the pipeline's copies are deleted; the same copies are made
    again, under another operation id, by the project's own functions
    (``plan_scale_up`` → parts; ``read_part``; ``UnitRowsOf`` on each part's
@@ -102,7 +102,7 @@ DEFAULT_PAGECACHE = "4g"
 NOTES = [
     "pipeline.wall_s is the report's duration_s (connect, plan, indexes, the Beam pipeline, "
     "the read-back of the counts); process_wall_s is the subprocess from start to exit (Python "
-    "start and imports too); pipeline_s is the Beam pipeline alone.",
+    "start and imports too); plan_s is the plan alone, pipeline_s the Beam pipeline alone.",
     "rows_per_s, nodes_per_s, relationships_per_s: counts over wall_s, for the pipeline and "
     "for each plain writer alike.",
     "Plain writers write the pipeline's rows (made beforehand by the project's own functions, "
@@ -350,7 +350,7 @@ def run_pipeline(server: BenchmarkServer, size: Size, tenant_id: str, operation_
     measured = Measured(server.pid)
     try:
         run = CliRun(work_dir, ["--tenant-id", tenant_id, "--scale-factor", f"{size.factor:g}",
-                                "--operation-id", operation_id],
+                                "--operation-id", operation_id, "--json"],
                      env={**os.environ, **server.env}, name=f"scale_up-{size.id}")
         measured.watch("pipeline", run.process.pid)
         code = run.wait(PIPELINE_TIMEOUT_S)
@@ -367,6 +367,7 @@ def run_pipeline(server: BenchmarkServer, size: Size, tenant_id: str, operation_
         "runner": report["runner"],
         "wall_s": report["duration_s"],
         "process_wall_s": round(run.elapsed, 3),
+        "plan_s": report["plan_s"],
         "pipeline_s": report["pipeline_s"],
         "nodes": nodes,
         "relationships": relationships,
