@@ -1,141 +1,134 @@
-"""Benchmarks of the scale-up, measured for real on a local Neo4j, with a bare-driver ceiling.
+"""Benchmarks: the scale-up against the best plain writers, on one local Neo4j, in one run.
 
-    NEO4J_HEAP=4g NEO4J_PAGECACHE=4g .venv/bin/python -m pytest tests/performance -m benchmark
+    NEO4J_HEAP=4g NEO4J_PAGECACHE=6g .venv/bin/python -m pytest tests/performance -m benchmark -ra
     BENCHMARK_SIZES=50 BENCHMARK_WARMUP=0 NEO4J_HEAP=1g NEO4J_PAGECACHE=512m \\
-        .venv/bin/python -m pytest tests/performance -m benchmark        # smoke (CI), ~1.5 min
+        BENCHMARK_OUTPUT=$(mktemp -d) bash ./run_tests.sh -ra -m benchmark tests/performance  # smoke
 
-The matrix is the seed's (PERFORMANCE_OPTIMIZATION_SUMMARY.md): 100→1k (×10),
-1k→5k (×5), 5k→40k (×8), 40k→1M (×25), on the realistic demo tenant
-(``DemoTenantSpec(tenant, resources=N, seed=...)``; N is the number of templates).
+The sizes are the seed's matrix, 100→1k (×10), 1k→5k (×5), 5k→40k (×8), 40k→1M (×25),
+on the realistic demo tenant (``DemoTenantSpec(tenant, resources=N, seed)``: N
+templates). Every size runs on its own, on ONE server started for the module
+(``benchmark_neo4j``: a ``LocalNeo4j`` with an explicit heap and page cache; the
+benchmark measures that server's process, so ``NEO4J_URI`` is not used):
 
-Per size, on ONE server for the module (``benchmark_neo4j``: a ``LocalNeo4j`` in a
-temporary home with an explicit heap and page cache, ``$NEO4J_HEAP``/``$NEO4J_PAGECACHE``
-or 4g/4g; not the 2g/2g session server of ``tests/conftest.py``), independently of
-the other sizes:
-
-1. wipe the database, load a fresh demo tenant (timed, not part of the scale-up);
-2. run the scale-up: by default in a fresh ``python -m pipelines.scale_up ... --report``
-   subprocess, so the report's ``memory.peak_mb`` (ru_maxrss: process-wide and
-   monotonic) is this size's own peak; ``BENCHMARK_MODE=inprocess`` runs
-   ``pipelines.scale_up.run`` in this process instead (then peaks carry over from
-   earlier sizes and from the tenant load). Meanwhile a thread samples the RSS of the
-   Neo4j server (and of the pipeline subprocess) every 0.1 s;
-3. check the database holds exactly what the report says was written;
-4. delete the pipeline's rows, then the **bare-driver ceiling**: the same rows (the
-   project's own template reads and replicator DoFns, outside Beam, under another
-   operation id), written by the plainest loop: one thread, one session, the same
-   driver settings, server, ``write_statement(kind)`` and batch size; all node
-   batches, then all relationship batches, grouped by kind. Only the transactions are
-   timed. Then the ceiling's rows are deleted again.
+1. **Load**: delete all data, load a fresh demo tenant (timed apart: part of no figure).
+2. **Pipeline**: ``python -m pipelines.scale_up --tenant-id T --scale-factor F
+   --operation-id OP --json`` in a subprocess. Its report gives the wall time
+   (``duration_s``), ``plan_s``, ``pipeline_s`` and the counts; measured from
+   outside: the process's wall time (start to exit), its peak RSS, the CPU seconds
+   of the process (with its children) and of the Neo4j server, and the server's RSS
+   peak (sampled every 0.1 s). The database must hold exactly the planned counts.
+3. **Plain writers**: the pipeline's copies are deleted; the same copies are made
+   again, under another operation id, by the project's own functions
+   (``plan_scale_up`` → parts; ``read_part``; ``UnitRowsOf`` on each part's
+   ``CopyUnit`` and ``LinkUnit`` of every replica), not timed. Then each writer writes
+   those rows with the bare driver (no Beam, no ledger, batches of 5,000): nodes
+   with ``UNWIND $rows AS row CREATE (n:$(row.labels)) SET n = row.props``, then
+   relationships with ``UNWIND $rows AS row MATCH (a…) MATCH (b…) CREATE
+   (a)-[r:$(row.type)]->(b) SET r = row.props`` (a copy matched by ``(:Resource
+   {id})``, an existing node by ``elementId``). ``plain-1`` is one thread;
+   ``plain-N`` cuts the nodes into N disjoint chunks and partitions the relationships
+   by their start node, one thread and session each (the driver retries transient
+   errors: deadlocks on hubs). Only the writes are timed; the counts are checked and
+   the rows deleted after each writer. The fastest is the size's *best plain writer*.
 
 Results go to ONE JSON file per run, ``benchmark-results/benchmark-<UTC>.json``
-(``$BENCHMARK_OUTPUT`` overrides the path), rewritten after every size, and a PNG
-plot beside it (same name, ``.png``). ``scripts/benchmark_table.py`` turns the JSON
-into the README's Markdown table.
+(``$BENCHMARK_OUTPUT``: a directory or a ``.json`` path), rewritten after every size,
+with a PNG plot beside it; ``scripts/benchmark_table.py`` turns it into the README's
+table and says which goals of issue 12 are met.
 
-Environment:
+Environment: ``BENCHMARK_SIZES`` (comma-separated template counts, ``NxF`` for an
+explicit factor; a count outside the matrix takes the factor of the largest matrix
+size below it, ``50`` → ×10), ``BENCHMARK_PLAIN_THREADS`` (thread counts of the
+parallel plain writers, default ``2,4``; ``plain-1`` always runs),
+``BENCHMARK_WARMUP=0`` (skip the unrecorded 50→500 size run first, which warms up the
+server's JIT and query plans), ``BENCHMARK_SEED`` (default 1), ``BENCHMARK_OUTPUT``,
+``NEO4J_HEAP``/``NEO4J_PAGECACHE`` (default 4g/4g).
 
-* ``BENCHMARK_SIZES``: comma-separated template counts, optionally ``NxF`` for an
-  explicit factor (default ``100,1000,5000,40000``). A size from the seed's matrix
-  takes the seed's factor; any other the factor of the largest seed size below it
-  (``50`` → ×10).
-* ``BENCHMARK_SEED`` (default 1), ``BENCHMARK_MODE`` (``subprocess``/``inprocess``),
-  ``BENCHMARK_OUTPUT``, ``NEO4J_HEAP``/``NEO4J_PAGECACHE`` (default 4g/4g).
-* ``BENCHMARK_WARMUP=0`` skips the unrecorded 50→500 warm-up run that otherwise
-  comes first (a freshly started server's cold JIT and plan cache would be charged to
-  the first size).
-* ``NEO4J_URI`` (+ user/password, see README): use that server instead; **its
-  database is wiped** before every size, and the Neo4j RSS is not measured.
+Memory: the plain writers hold every row of a size at once in this process, so that
+making them is not timed: about 630 bytes per row (measured at 5k→40k with
+tracemalloc), so about 4 GB at 40k→1M besides the server's heap and page cache.
 
-Nothing here asserts a timing; only what must hold (counts in the database equal the
-report's and the ceiling's, no dead letters, the JSON and PNG were written).
+Nothing here asserts a timing (benchmarks are not timed tests): only that every count
+is exact and that the JSON and the PNG were written.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime
-import functools
 import importlib.metadata
 import json
 import os
 import platform
-import resource
+import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import neo4j
 import psutil
 import pytest
 
-from pipelines import scale_up
-from pipelines.operation import record as operations
 from pipelines.demo.load import load_demo_tenant
 from pipelines.infra.neo4j_server import LocalNeo4j
+from pipelines.operation.record import utc_now_iso, written_by_type
+from pipelines.options import MAX_NEW_NODES
+from pipelines.plan import plan_scale_up
+from tests.support import CliRun, operation_counts
 from transforms.connection import Neo4jConnection
-from transforms.cypher import WriteKind, is_node_kind, write_statement
 from transforms.demo import DemoTenantSpec
-from transforms.replicate import (
-    CopySetRows,
-    ReplicationSettings,
-    _ReplicateNodesFn,
-    _ReplicateRelationshipsFn,
-)
-from pipelines.options import parse_arguments
-from pipelines.plan import TemplatePlan, plan_templates
 from transforms.model import TemplateSelection
-from transforms.read import _READ_CHUNK_RELATIONSHIPS, _READ_CHUNK_TEMPLATES, _fetch_all
+from transforms.read import read_part
+from transforms.replicate import CopyUnit, LinkUnit, ReplicationSettings, UnitRows, UnitRowsOf
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.neo4j]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_VERSION = 2
 #: The seed's matrix: templates → scale factor.
 SEED_MATRIX: Tuple[Tuple[int, float], ...] = ((100, 10.0), (1_000, 5.0), (5_000, 8.0), (40_000, 25.0))
 SAMPLE_INTERVAL_S = 0.1
-DELETE_QUERY = ("MATCH (n:Resource {scale_operation_id: $op}) "
-                "CALL { WITH n DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS")
-SCHEMA_VERSION = 1
+#: Longest one scale-up may take before the size fails (a hang); 40k→1M takes minutes.
+PIPELINE_TIMEOUT_S = 3_600
+#: Rows per transaction of the plain writers (issue 12's "batches of 5,000").
+PLAIN_BATCH_SIZE = 5_000
+DEFAULT_HEAP = "4g"
+DEFAULT_PAGECACHE = "4g"
 
 NOTES = [
-    "wall_s is the report's duration_s: from the start of pipelines.scale_up.run (connect, "
-    "plan, indexes) to the report, including the read-back count of what was written; "
-    "pipeline_s is only the Beam pipeline's run.",
-    "nodes_per_s / relationships_per_s are the report's throughput: each count divided by "
-    "pipeline_s, the whole pipeline (nodes and relationships are written one after the "
-    "other, so neither is the rate of its own phase).",
-    "The ceiling writes the same rows with the bare driver (one thread, one session, the "
-    "same statements and batch size, no Beam); its time is the sum of its transactions "
-    "only. Its nodes_per_s / relationships_per_s use the same basis as the pipeline's "
-    "(count / whole write time), so ratio = pipeline rate / ceiling rate = ceiling write_s "
-    "/ pipeline_s; node_phase_nodes_per_s and relationship_phase_relationships_per_s are "
-    "the rates of each phase alone.",
-    "neo4j_write_time_s is the report's write_time_s: transaction time summed over "
-    "concurrent transactions, so it can exceed the wall time; write_share_of_wall = "
-    "neo4j_write_time_s / wall_s and write_share_of_pipeline = neo4j_write_time_s / "
-    "pipeline_s (values above 1 mean overlapping transactions).",
-    "peak_rss_mb is the report's memory.peak_mb (ru_maxrss of the process that ran the "
-    "pipeline: a fresh subprocess per size in mode 'subprocess'; process-wide and "
-    "carried over between sizes in mode 'inprocess'); rss_sampled_peak_mb is sampled "
-    "every 0.1 s from outside. neo4j_rss_mb is the server JVM's RSS (heap + page cache "
-    "+ native, as touched), sampled every 0.1 s; one server serves the whole run, so it "
-    "also reflects the sizes before (before_load shows where each size started).",
-    "cpu: CPU seconds in the window (pipeline run, or ceiling write loop): this test "
-    "process (self), the pipeline subprocess (children), the Neo4j server, and everything "
-    "else on the machine (others = machine busy time minus ours); others_cpu_share = "
-    "others / (wall x cores). Above a few percent the figures are disturbed by other load.",
-    "The ceiling runs after the pipeline on the same server, with its query plans "
-    "cached and its JIT warmer: an advantage for the ceiling. An unrecorded warm-up size "
-    "(settings.warmup) runs first so that the first size does not pay for a cold server; "
-    "the JVM keeps warming over several runs, so small sizes remain a little pessimistic.",
+    "pipeline.wall_s is the report's duration_s (connect, plan, indexes, the Beam pipeline, "
+    "the read-back of the counts); process_wall_s is the subprocess from start to exit (Python "
+    "start and imports too); plan_s is the plan alone, pipeline_s the Beam pipeline alone.",
+    "rows_per_s, nodes_per_s, relationships_per_s: counts over wall_s, for the pipeline and "
+    "for each plain writer alike.",
+    "Plain writers write the pipeline's rows (made beforehand by the project's own functions, "
+    "not timed) with the bare driver: no Beam, no ledger, batches of 5,000; their wall_s is "
+    "the node phase plus the relationship phase. ratio.best_plain = best plain wall_s / "
+    "pipeline wall_s (above 1: the pipeline is faster); ratio.plain_1 likewise; "
+    "ratio.best_plain_to_process uses the pipeline's process_wall_s instead.",
+    "cpu_s: CPU seconds (user + system) in the window: the pipeline subprocess with its "
+    "children, or this process for a plain writer (client); neo4j_cpu_s: the server's; "
+    "others_cpu_share: CPU of every other process on the machine over wall x cores "
+    "(above a few percent the figures are disturbed).",
+    "peak_rss_mb: the pipeline process's own peak (VmHWM, sampled every 0.1 s: a peak in "
+    "its last 0.1 s would be missed); report_peak_rss_mb is the report's memory.peak_mb "
+    "(ru_maxrss), which Linux carries over from the process that started it: here at least "
+    "this test process's peak, so not the pipeline's. neo4j_rss_peak_mb: the server's RSS "
+    "sampled every 0.1 s (one server serves the whole run).",
+    "read_back and plain_rows measure two shares of the pipeline's server CPU apart: the "
+    "report's read-back of what the operation wrote (written_by_type), and the plan's and "
+    "the parts' reads (plan_scale_up and read_part, as the pipeline runs them), which the "
+    "plain writers' rows are made from.",
+    "Order per size: pipeline, then plain-1, then plain-N: the plain writers find the "
+    "server's plans cached and its page cache warm.",
 ]
 
 
-# --------------------------------------------------------------------------- sizes
+# --------------------------------------------------------------------------- settings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,82 +161,49 @@ def parse_sizes(text: Optional[str]) -> List[Size]:
     if not text or not text.strip():
         return [Size(n, f) for n, f in SEED_MATRIX]
     sizes = []
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
+    for item in filter(None, (part.strip() for part in text.split(","))):
         count_text, _, factor_text = item.lower().partition("x")
         count = int(count_text.replace("_", ""))
-        if factor_text:
-            factor = float(factor_text)
-        else:
-            below = [f for n, f in SEED_MATRIX if n <= count]
-            factor = below[-1] if below else SEED_MATRIX[0][1]
+        below = [f for n, f in SEED_MATRIX if n <= count]
+        factor = float(factor_text) if factor_text else (below or [SEED_MATRIX[0][1]])[-1]
         if count < 1 or not factor > 1:
             raise ValueError(f"BENCHMARK_SIZES: bad size {item!r} (need N >= 1 and factor > 1)")
         sizes.append(Size(count, factor))
     return sizes
 
 
+def parse_threads(text: Optional[str]) -> List[int]:
+    """``"2,4"`` → the thread counts of the writers after ``plain-1``."""
+    threads = sorted({int(part) for part in (text or "2,4").split(",") if part.strip()} - {1})
+    if any(n < 1 for n in threads):
+        raise ValueError(f"BENCHMARK_PLAIN_THREADS: thread counts must be positive, got {text!r}")
+    return threads
+
+
 SIZES = parse_sizes(os.environ.get("BENCHMARK_SIZES"))
-MODE = os.environ.get("BENCHMARK_MODE", "subprocess")
+PLAIN_WRITERS = [1, *parse_threads(os.environ.get("BENCHMARK_PLAIN_THREADS"))]
 WARMUP = os.environ.get("BENCHMARK_WARMUP", "1") not in ("0", "", "false", "no")
-#: The unrecorded size run first to warm the server up (see ``warmed_up``).
+#: The unrecorded size run first to warm the server up.
 WARMUP_SIZE = Size(50, 10.0)
 SEED = int(os.environ.get("BENCHMARK_SEED", "1"))
-if MODE not in ("subprocess", "inprocess"):
-    raise ValueError(f"BENCHMARK_MODE must be 'subprocess' or 'inprocess', got {MODE!r}")
 
 
 # --------------------------------------------------------------------------- server
-
-#: Heap and page cache of the benchmark's own server unless $NEO4J_HEAP/$NEO4J_PAGECACHE.
-DEFAULT_HEAP = "4g"
-DEFAULT_PAGECACHE = "4g"
 
 
 @dataclasses.dataclass
 class BenchmarkServer:
     connection: Neo4jConnection
-    #: The server's process id (``None``: a server we did not start, RSS unknown).
-    pid: Optional[int]
-    heap: Optional[str]
-    pagecache: Optional[str]
-    #: "local" (started here) or "NEO4J_URI" (the caller's own server).
-    source: str
+    pid: int
+    heap: str
+    pagecache: str
     #: Environment variables that point a subprocess at this server.
     env: Dict[str, str]
-    home: Optional[Path] = None
-
-
-def _quote(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
-
-
-def clear_database(driver: neo4j.Driver, database: str) -> None:
-    """Empty the database: data in bounded transactions, then constraints and indexes
-    (all but the built-in LOOKUP ones), as ``tests/conftest.py`` does."""
-    with driver.session(database=database) as session:
-        session.run("MATCH ()-[r]->() CALL (r) { DELETE r } IN TRANSACTIONS OF 50000 ROWS").consume()
-        session.run("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 20000 ROWS").consume()
-        for name in [r["name"] for r in session.run("SHOW CONSTRAINTS YIELD name")]:
-            session.run(f"DROP CONSTRAINT {_quote(name)} IF EXISTS").consume()
-        indexes = [r["name"] for r in session.run(
-            "SHOW INDEXES YIELD name, type WHERE type <> 'LOOKUP' RETURN name")]
-        for name in indexes:
-            session.run(f"DROP INDEX {_quote(name)} IF EXISTS").consume()
 
 
 @pytest.fixture(scope="module")
 def benchmark_neo4j(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BenchmarkServer]:
-    """``$NEO4J_URI`` when set (its database is wiped before every size), else ONE local
-    server for the module, with an explicit heap and page cache, stopped at the end."""
-    if os.environ.get("NEO4J_URI"):
-        env = {key: os.environ[key] for key in ("NEO4J_URI", "NEO4J_USER", "NEO4J_DATABASE",
-                                                "NEO4J_PASSWORD", "NEO4J_PASSWORD_FILE")
-               if key in os.environ}
-        yield BenchmarkServer(Neo4jConnection.from_environment(), pid=None, heap=None,
-                              pagecache=None, source="NEO4J_URI", env=env)
-        return
+    """ONE local server for the module, with an explicit heap and page cache."""
     heap = os.environ.get("NEO4J_HEAP") or DEFAULT_HEAP
     pagecache = os.environ.get("NEO4J_PAGECACHE") or DEFAULT_PAGECACHE
     home = tmp_path_factory.mktemp("benchmark-neo4j")
@@ -254,135 +214,319 @@ def benchmark_neo4j(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Benchm
                "NEO4J_DATABASE": connection.database}
         if server.password_file is not None:  # else it is $NEO4J_PASSWORD, inherited
             env["NEO4J_PASSWORD_FILE"] = str(server.password_file)
-        yield BenchmarkServer(connection, pid=server.pid, heap=heap, pagecache=pagecache,
-                              source="local", env=env, home=home)
+        yield BenchmarkServer(connection, server.pid, heap, pagecache, env)
     finally:
         server.stop()
         # pytest keeps the last three temporary folders: keep the logs, not gigabytes of data.
         shutil.rmtree(home / "data", ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def bench_driver(benchmark_neo4j: BenchmarkServer) -> Iterator[neo4j.Driver]:
+    driver = benchmark_neo4j.connection.open_driver()
+    try:
+        driver.verify_connectivity()
+        yield driver
+    finally:
+        driver.close()
+
+
+def delete_data(driver: neo4j.Driver, operation_id: Optional[str] = None) -> float:
+    """Delete one operation's copies (with their relationships), or with None all data
+    (indexes and constraints stay: every size's loader needs them again); the seconds."""
+    started = time.perf_counter()
+    with driver.session() as session:  # CALL {} IN TRANSACTIONS needs auto-commit: run()
+        if operation_id is None:
+            session.run("MATCH ()-[r]->() CALL (r) { DELETE r } IN TRANSACTIONS OF 50000 ROWS").consume()
+            session.run("MATCH (n) CALL (n) { DELETE n } IN TRANSACTIONS OF 50000 ROWS").consume()
+        else:
+            session.run("MATCH (n:Resource {scale_operation_id: $op}) "
+                        "CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS",
+                        op=operation_id).consume()
+    return round(time.perf_counter() - started, 3)
+
+
 # --------------------------------------------------------------------------- measuring
 
 
-class RssSampler(threading.Thread):
-    """Samples the RSS (MB) of named processes every ``interval`` s; keeps the peaks."""
+class Measured:
+    """What happens during a window, measured from outside: CPU seconds (user + system)
+    of this process, of its children that ended in the window (the pipeline
+    subprocess, with its own children), of the Neo4j server and of everything else on
+    the machine; the memory of watched processes, sampled every 0.1 s (``memory_mb``)."""
 
-    def __init__(self, interval: float = SAMPLE_INTERVAL_S) -> None:
-        super().__init__(name="rss-sampler", daemon=True)
-        self._interval = interval
-        self._processes: Dict[str, psutil.Process] = {}
-        self._lock = threading.Lock()
+    def __init__(self, neo4j_pid: int) -> None:
+        self._neo4j = psutil.Process(neo4j_pid)
+        self._watched: Dict[str, int] = {"neo4j": neo4j_pid}
+        self._peaks: Dict[str, Dict[str, float]] = {}
         self._stopped = threading.Event()
-        self.peaks: Dict[str, float] = {}
-        self.samples = 0
-
-    def watch(self, name: str, pid: Optional[int]) -> None:
-        if pid is None:
-            return
-        try:
-            process = psutil.Process(pid)
-        except psutil.NoSuchProcess:
-            return
-        with self._lock:
-            self._processes[name] = process
-        self._sample_one(name, process)
-
-    def _sample_one(self, name: str, process: psutil.Process) -> None:
-        try:
-            rss = process.memory_info().rss / 2**20
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            return
-        if rss > self.peaks.get(name, 0.0):
-            self.peaks[name] = rss
-
-    def run(self) -> None:
-        while not self._stopped.wait(self._interval):
-            with self._lock:
-                processes = list(self._processes.items())
-            for name, process in processes:
-                self._sample_one(name, process)
-            self.samples += 1
-
-    def stop(self) -> Dict[str, float]:
-        self._stopped.set()
-        self.join()
-        with self._lock:
-            for name, process in self._processes.items():
-                self._sample_one(name, process)
-        return {name: round(value, 1) for name, value in self.peaks.items()}
-
-
-def _rss_mb(pid: Optional[int]) -> Optional[float]:
-    if pid is None:
-        return None
-    try:
-        return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
-    except psutil.Error:
-        return None
-
-
-def _cpu_s(pid: Optional[int]) -> Optional[float]:
-    if pid is None:
-        return None
-    try:
-        times = psutil.Process(pid).cpu_times()
-        return times.user + times.system
-    except psutil.Error:
-        return None
-
-
-def _children_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-class CpuWindow:
-    """CPU seconds spent during a window: by this process, by its children reaped in the
-    window (the pipeline subprocess), by the Neo4j server, and by everything else on
-    the machine (other users of the shared cores: what makes a run noisy)."""
-
-    def __init__(self, neo4j_pid: Optional[int]) -> None:
-        self._neo4j_pid = neo4j_pid
+        self._sampler = threading.Thread(target=self._sample_until_stopped, name="rss-sampler",
+                                         daemon=True)
         self._started = time.perf_counter()
-        self._start = self._read()
+        self._start = self._cpu()
+        self._sample()
+        self._sampler.start()
 
-    def _read(self) -> Dict[str, Optional[float]]:
-        system = psutil.cpu_times()
-        busy = sum(system) - system.idle - getattr(system, "iowait", 0.0)
-        busy -= getattr(system, "guest", 0.0) + getattr(system, "guest_nice", 0.0)  # in user too
-        return {"busy": busy, "self": _cpu_s(os.getpid()), "children": _children_cpu_s(),
-                "neo4j": _cpu_s(self._neo4j_pid)}
+    def watch(self, name: str, pid: int) -> None:
+        self._watched = {**self._watched, name: pid}
 
-    def stop(self) -> Dict[str, Optional[float]]:
-        end, wall = self._read(), time.perf_counter() - self._started
-        spent = {key: (end[key] - self._start[key]
-                       if end[key] is not None and self._start[key] is not None else None)
-                 for key in end}
-        ours = sum(value for key, value in spent.items() if key != "busy" and value is not None)
-        capacity = wall * (os.cpu_count() or 1)
-        others = max(0.0, spent["busy"] - ours)
-        return {
-            "wall_s": round(wall, 3),
-            "capacity_cpu_s": round(capacity, 2),
-            "self_cpu_s": round(spent["self"], 2),
-            "children_cpu_s": round(spent["children"], 2),
-            "neo4j_cpu_s": round(spent["neo4j"], 2) if spent["neo4j"] is not None else None,
-            "others_cpu_s": round(others, 2),
-            "others_share": round(others / capacity, 3) if capacity else None,
-        }
+    def _cpu(self) -> Dict[str, float]:
+        mine, system = psutil.Process().cpu_times(), psutil.cpu_times()
+        neo4j_times = self._neo4j.cpu_times()
+        return {"self": mine.user + mine.system,
+                "children": mine.children_user + mine.children_system,
+                "neo4j": neo4j_times.user + neo4j_times.system,
+                "busy": sum(system) - system.idle - getattr(system, "iowait", 0.0)
+                        - getattr(system, "guest", 0.0) - getattr(system, "guest_nice", 0.0)}
+
+    def _sample(self) -> None:
+        for name, pid in self._watched.items():
+            memory = memory_mb(pid)
+            if memory is not None:  # else the pipeline has ended
+                peaks = self._peaks.setdefault(name, {})
+                for key, value in memory.items():
+                    peaks[key] = max(value, peaks.get(key, 0.0))
+
+    def _sample_until_stopped(self) -> None:
+        while not self._stopped.wait(SAMPLE_INTERVAL_S):
+            self._sample()
+
+    def stop(self) -> Dict[str, Any]:
+        """The figures of the window; ``memory_mb[name]``: the highest ``rss`` sampled
+        and the last ``peak`` (see ``memory_mb``) of each watched process."""
+        self._stopped.set()
+        self._sampler.join()
+        self._sample()
+        wall, end = time.perf_counter() - self._started, self._cpu()
+        spent = {key: end[key] - self._start[key] for key in end}
+        others = max(0.0, spent["busy"] - spent["self"] - spent["children"] - spent["neo4j"])
+        return {"wall_s": round(wall, 3),
+                "self_cpu_s": round(spent["self"], 2),
+                "children_cpu_s": round(spent["children"], 2),
+                "neo4j_cpu_s": round(spent["neo4j"], 2),
+                "others_cpu_share": round(others / (wall * (os.cpu_count() or 1)), 3),
+                "memory_mb": {name: {key: round(value, 1) for key, value in peaks.items()}
+                              for name, peaks in self._peaks.items()}}
 
 
-def _rate(count: Optional[float], seconds: Optional[float]) -> Optional[float]:
-    if count is None or not seconds:
+def memory_mb(pid: int) -> Optional[Dict[str, float]]:
+    """``{"rss", "peak"}`` of a running process, in MB, from ``/proc`` (Linux); None once
+    it has ended. ``peak`` is the high-water mark of the process's own memory
+    (``VmHWM``). Not ``ru_maxrss``, which Linux carries over from the parent through
+    fork and exec: a scale-up started by this test process would report at least this
+    process's peak (measured: 811 MB in a child that used 11)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
         return None
-    return round(count / seconds, 1)
-
-
-def _ratio(a: Optional[float], b: Optional[float], digits: int = 3) -> Optional[float]:
-    if a is None or not b:
+    fields = dict(re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB$", status, re.MULTILINE))
+    if len(fields) < 2:  # a zombie: no memory left
         return None
-    return round(a / b, digits)
+    return {"rss": int(fields["VmRSS"]) / 1024, "peak": int(fields["VmHWM"]) / 1024}
+
+
+def _window_figures(window: Dict[str, Any]) -> Dict[str, float]:
+    """Wall and CPU seconds of a window in which this process queried the server."""
+    return {"wall_s": window["wall_s"], "cpu_s": window["self_cpu_s"],
+            "neo4j_cpu_s": window["neo4j_cpu_s"]}
+
+
+def _rate(count: float, seconds: Optional[float]) -> Optional[float]:
+    return round(count / seconds, 1) if seconds else None
+
+
+def _rates(nodes: int, relationships: int, seconds: float) -> Dict[str, Optional[float]]:
+    return {"nodes_per_s": _rate(nodes, seconds),
+            "relationships_per_s": _rate(relationships, seconds),
+            "rows_per_s": _rate(nodes + relationships, seconds)}
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+def run_pipeline(server: BenchmarkServer, size: Size, tenant_id: str, operation_id: str,
+                 work_dir: Path) -> Dict[str, Any]:
+    """``python -m pipelines.scale_up`` in a subprocess, measured; its figures and report."""
+    measured = Measured(server.pid)
+    try:
+        run = CliRun(work_dir, ["--tenant-id", tenant_id, "--scale-factor", f"{size.factor:g}",
+                                "--operation-id", operation_id, "--json"],
+                     env={**os.environ, **server.env}, name=f"scale_up-{size.id}")
+        measured.watch("pipeline", run.process.pid)
+        code = run.wait(PIPELINE_TIMEOUT_S)
+    finally:
+        window = measured.stop()
+    report = run.report() if code == 0 else None
+    if report is None:
+        pytest.fail(f"python -m pipelines.scale_up exited {code} for {size.label}:\n"
+                    + run.stderr_tail())
+    nodes, relationships = report["written"]["nodes"], report["written"]["relationships"]
+    return {
+        "operation_id": operation_id,
+        "status": report["status"],
+        "runner": report["runner"],
+        "wall_s": report["duration_s"],
+        "process_wall_s": round(run.elapsed, 3),
+        "plan_s": report["plan_s"],
+        "pipeline_s": report["pipeline_s"],
+        "nodes": nodes,
+        "relationships": relationships,
+        **_rates(nodes, relationships, report["duration_s"]),
+        "cpu_s": window["children_cpu_s"],
+        "neo4j_cpu_s": window["neo4j_cpu_s"],
+        "others_cpu_share": window["others_cpu_share"],
+        "peak_rss_mb": window["memory_mb"].get("pipeline", {}).get("peak"),
+        "report_peak_rss_mb": report["memory"]["peak_mb"],
+        "neo4j_rss_peak_mb": window["memory_mb"]["neo4j"]["rss"],
+        "batch_size": report["batches"]["batch_size"],
+        "parts": report["batches"]["parts"],
+        "write_transactions": report["neo4j"]["write_transactions"],
+        "neo4j_write_time_s": report["neo4j"]["write_time_s"],
+        "retries": report["retries"],
+        "components": report["components"],
+        "report": report,
+    }
+
+
+# --------------------------------------------------------------------------- plain writers
+
+#: How a plain writer finds a relationship's end: a copy by id, an existing node by
+#: element id.
+COPY, EXISTING = "copy", "existing"
+_ENDS = {COPY: "MATCH ({v}:Resource {{id: row.{key}}})",
+         EXISTING: "MATCH ({v}) WHERE elementId({v}) = row.{key}"}
+PLAIN_NODES = "UNWIND $rows AS row CREATE (n:$(row.labels)) SET n = row.props"
+PLAIN_RELATIONSHIPS = {
+    (start, end): (f"UNWIND $rows AS row {_ENDS[start].format(v='a', key='start')} "
+                   f"{_ENDS[end].format(v='b', key='end')} "
+                   "CREATE (a)-[r:$(row.type)]->(b) SET r = row.props")
+    for start, end in ((COPY, COPY), (COPY, EXISTING), (EXISTING, COPY))
+}
+
+
+@dataclasses.dataclass
+class PlainRows:
+    """The rows of a scale-up as a plain writer takes them: ``nodes`` [{labels, props}];
+    ``relationships`` [{start, end, type, props}] by the kind of their ends."""
+
+    nodes: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
+    relationships: Dict[Tuple[str, str], List[Dict[str, Any]]] = dataclasses.field(
+        default_factory=lambda: {kind: [] for kind in PLAIN_RELATIONSHIPS})
+
+    @property
+    def relationship_count(self) -> int:
+        return sum(map(len, self.relationships.values()))
+
+    def add(self, unit: UnitRows) -> None:
+        """A unit's rows, its ends by id (new copies) or element id (existing nodes)."""
+        ids = [node["props"]["id"] for node in unit.nodes]
+        self.nodes.extend(unit.nodes)
+        copy_to_copy = self.relationships[COPY, COPY]
+        for rel in unit.internal:
+            copy_to_copy.append({"start": ids[rel["s"]], "end": ids[rel["e"]],
+                                 "type": rel["type"], "props": rel["props"]})
+        copy_to_copy.extend(unit.links)  # already {start, end, type, props} by id
+        for rel in unit.outgoing:
+            self.relationships[COPY, EXISTING].append(
+                {"start": ids[rel["own"]], "end": rel["other"], "type": rel["type"], "props": rel["props"]})
+        for rel in unit.incoming:
+            self.relationships[EXISTING, COPY].append(
+                {"start": rel["other"], "end": ids[rel["own"]], "type": rel["type"], "props": rel["props"]})
+
+
+def make_plain_rows(driver: neo4j.Driver, database: str, tenant_id: str, size: Size,
+                    operation_id: str) -> Tuple[PlainRows, Dict[str, int]]:
+    """The rows the pipeline writes, under ``operation_id``, made by the project's own
+    functions outside Beam: plan → parts → ``read_part`` → ``UnitRowsOf`` of every copy
+    unit and link unit. Returns (rows, the plan's expected counts)."""
+    plan = plan_scale_up(driver, database, TemplateSelection(tenant_id), size.factor, None,
+                         MAX_NEW_NODES)
+    rows_of = UnitRowsOf(ReplicationSettings(operation_id, utc_now_iso(), plan.base_copies))
+    rows = PlainRows()
+    for part in plan.parts:
+        templates = read_part(driver, database, plan.selection, part)
+        for replica in range(max(part.copies(plan.base_copies))):
+            rows.add(rows_of(CopyUnit(templates, replica)))
+            rows.add(rows_of(LinkUnit(templates, replica)))
+    return rows, {"nodes": plan.new_node_count, "relationships": plan.new_relationship_count}
+
+
+Batches = List[Tuple[str, List[Dict[str, Any]]]]
+
+
+def _batches(statement: str, rows: List[Dict[str, Any]]) -> Batches:
+    return [(statement, rows[first:first + PLAIN_BATCH_SIZE])
+            for first in range(0, len(rows), PLAIN_BATCH_SIZE)]
+
+
+def plain_work(rows: PlainRows, threads: int) -> Tuple[List[Batches], List[Batches]]:
+    """(node batches, relationship batches) of each thread: the nodes in ``threads``
+    disjoint chunks; the relationships partitioned by start node, by kind of ends."""
+    count = len(rows.nodes)
+    nodes = [_batches(PLAIN_NODES, rows.nodes[count * i // threads:count * (i + 1) // threads])
+             for i in range(threads)]
+    relationships: List[Batches] = [[] for _ in range(threads)]
+    for kind, kind_rows in rows.relationships.items():
+        partitions: List[List[Dict[str, Any]]] = [[] for _ in range(threads)]
+        for row in kind_rows:
+            partitions[hash(row["start"]) % threads].append(row)
+        for thread, partition in enumerate(partitions):
+            relationships[thread] += _batches(PLAIN_RELATIONSHIPS[kind], partition)
+    return nodes, relationships
+
+
+def write_in_threads(driver: neo4j.Driver, work: List[Batches]) -> int:
+    """Each thread writes its batches in order, in a session of its own, one transaction
+    per batch (``execute_write`` retries transient errors); returns the retries."""
+
+    def write(batches: Batches) -> int:
+        calls = 0
+
+        def run(tx: neo4j.ManagedTransaction, statement: str, batch: List[Dict[str, Any]]) -> None:
+            nonlocal calls
+            calls += 1
+            tx.run(statement, rows=batch).consume()
+
+        with driver.session() as session:
+            for statement, batch in batches:
+                session.execute_write(run, statement, batch)
+        return calls - len(batches)
+
+    with concurrent.futures.ThreadPoolExecutor(len(work), thread_name_prefix="plain") as pool:
+        return sum(pool.map(write, work))
+
+
+def run_plain_writer(server: BenchmarkServer, driver: neo4j.Driver, rows: PlainRows,
+                     threads: int) -> Dict[str, Any]:
+    """Write ``rows`` with ``threads`` threads, nodes first; only the writes are timed."""
+    node_work, relationship_work = plain_work(rows, threads)
+    measured = Measured(server.pid)
+    try:
+        started = time.perf_counter()
+        retries = write_in_threads(driver, node_work)
+        node_s = time.perf_counter() - started
+        retries += write_in_threads(driver, relationship_work)
+        wall = time.perf_counter() - started
+    finally:
+        window = measured.stop()
+    nodes, relationships = len(rows.nodes), rows.relationship_count
+    return {
+        "name": f"plain-{threads}",
+        "threads": threads,
+        "batch_size": PLAIN_BATCH_SIZE,
+        "transactions": sum(len(batches) for batches in (*node_work, *relationship_work)),
+        "wall_s": round(wall, 3),
+        "node_s": round(node_s, 3),
+        "relationship_s": round(wall - node_s, 3),
+        "nodes": nodes,
+        "relationships": relationships,
+        **_rates(nodes, relationships, wall),
+        "retries": retries,
+        "cpu_s": window["self_cpu_s"],
+        "neo4j_cpu_s": window["neo4j_cpu_s"],
+        "others_cpu_share": window["others_cpu_share"],
+        "neo4j_rss_peak_mb": window["memory_mb"]["neo4j"]["rss"],
+    }
 
 
 # --------------------------------------------------------------------------- machine
@@ -408,57 +552,44 @@ def _cpu_model() -> Optional[str]:
     return platform.processor() or None
 
 
-def _package_version(name: str) -> Optional[str]:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _cgroup_cpu_limit() -> Optional[str]:
-    try:
-        return Path("/sys/fs/cgroup/cpu.max").read_text().strip()
-    except OSError:
-        return None
-
-
 def machine_description(driver: neo4j.Driver, server: BenchmarkServer) -> Dict[str, Any]:
-    """Cores, RAM, CPU model, OS, versions of everything measured, the server's settings."""
-    try:
-        component = driver.execute_query(
-            "CALL dbms.components() YIELD name, versions, edition "
-            "RETURN name, versions[0] AS version, edition",
-            database_=server.connection.database).records[0]
-        neo4j_server = f"{component['name']} {component['version']} {component['edition']}"
-    except neo4j.exceptions.Neo4jError:
-        neo4j_server = None
+    """The CPU, cores, RAM, versions of everything measured, the server's memory, the commit."""
+    component = driver.execute_query(
+        "CALL dbms.components() YIELD name, versions, edition "
+        "RETURN name + ' ' + versions[0] + ' ' + edition AS server").records[0]["server"]
     commit = _first_line(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"])
     dirty = _first_line(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"])
     return {
         "cpu_model": _cpu_model(),
         "logical_cores": os.cpu_count(),
-        "physical_cores": psutil.cpu_count(logical=False),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cgroup_cpu_max": _cgroup_cpu_limit(),
         "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "ram_available_gib_at_start": round(psutil.virtual_memory().available / 2**30, 1),
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         "os": platform.platform(),
         "python": platform.python_version(),
         "java": _first_line(["java", "-version"]),
-        "versions": {
-            "neo4j_server": neo4j_server,
-            "apache-beam": _package_version("apache-beam"),
-            "neo4j (driver)": _package_version("neo4j"),
-            "neo4j-rust-ext": _package_version("neo4j-rust-ext"),
-            "psutil": _package_version("psutil"),
-        },
-        "neo4j": {"source": server.source, "heap": server.heap, "pagecache": server.pagecache},
+        "neo4j_server": component,
+        "neo4j_heap": server.heap,
+        "neo4j_pagecache": server.pagecache,
+        "packages": {name: importlib.metadata.version(name)
+                     for name in ("apache-beam", "neo4j", "neo4j-rust-ext", "psutil")},
         "git_commit": (commit + ("-dirty" if dirty else "")) if commit else None,
     }
 
 
 # --------------------------------------------------------------------------- results
+
+
+def _utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def output_path() -> Path:
+    name = f"benchmark-{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    configured = os.environ.get("BENCHMARK_OUTPUT")
+    if not configured:
+        return REPO_ROOT / "benchmark-results" / name
+    path = Path(configured).expanduser()
+    return path if path.suffix == ".json" else path / name
 
 
 class Results:
@@ -478,32 +609,14 @@ class Results:
         self.data["finished_at"] = _utc_now()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(self.data, indent=2, sort_keys=False) + "\n",
-                             encoding="utf-8")
+        temporary.write_text(json.dumps(self.data, indent=2) + "\n", encoding="utf-8")
         temporary.replace(self.path)
         plot(self.data, self.png_path)
 
 
-def _utc_now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def output_path() -> Path:
-    configured = os.environ.get("BENCHMARK_OUTPUT")
-    if configured:
-        path = Path(configured).expanduser()
-        return path if path.suffix == ".json" else path / _default_name()
-    return REPO_ROOT / "benchmark-results" / _default_name()
-
-
-def _default_name() -> str:
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return f"benchmark-{stamp}.json"
-
-
 def plot(data: Dict[str, Any], path: Path) -> None:
-    """Throughput (nodes/s, relationships/s; pipeline and ceiling) and wall time against
-    the final graph size, log-log."""
+    """Throughput (rows/s) and wall time against the final graph size, log-log: the
+    pipeline (solid) and each plain writer (dashed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -512,346 +625,64 @@ def plot(data: Dict[str, Any], path: Path) -> None:
 
     entries = sorted((e for e in data["results"] if "pipeline" in e), key=lambda e: e["final_size"])
     figure, (rates, times) = plt.subplots(1, 2, figsize=(13, 5))
-    if entries:
-        x = [e["final_size"] for e in entries]
+    x = [e["final_size"] for e in entries]
+    writers = sorted({w["name"] for e in entries for w in e.get("plain", [])},
+                     key=lambda name: int(name.split("-")[1]))
 
-        def series(*keys):
-            values = []
-            for entry in entries:
-                value: Any = entry
-                for key in keys:
-                    value = value.get(key) if isinstance(value, dict) else None
-                values.append(value if value is not None else float("nan"))
-            return values
+    def series(figures_of, key):
+        values = [(figures_of(e) or {}).get(key) for e in entries]
+        return [float("nan") if value is None else value for value in values]
 
-        rates.plot(x, series("pipeline", "nodes_per_s"), "o-", color="tab:blue", label="pipeline nodes/s")
-        rates.plot(x, series("pipeline", "relationships_per_s"), "s-", color="tab:orange",
-                   label="pipeline relationships/s")
-        rates.plot(x, series("ceiling", "nodes_per_s"), "o--", color="tab:blue", alpha=0.6,
-                   label="bare-driver ceiling nodes/s")
-        rates.plot(x, series("ceiling", "relationships_per_s"), "s--", color="tab:orange", alpha=0.6,
-                   label="bare-driver ceiling relationships/s")
-        times.plot(x, series("pipeline", "wall_s"), "o-", color="tab:green", label="pipeline wall time")
-        times.plot(x, series("pipeline", "pipeline_s"), "^:", color="tab:green", alpha=0.7,
-                   label="of which Beam pipeline")
-        times.plot(x, series("ceiling", "write_s"), "o--", color="tab:gray", label="ceiling write time")
-        for axis in (rates, times):
+    def plain(name):
+        return lambda entry: next((w for w in entry.get("plain", []) if w["name"] == name), None)
+
+    rates.plot(x, series(lambda e: e["pipeline"], "rows_per_s"), "o-", color="black", label="pipeline")
+    times.plot(x, series(lambda e: e["pipeline"], "wall_s"), "o-", color="black",
+               label="pipeline (duration_s)")
+    times.plot(x, series(lambda e: e["pipeline"], "process_wall_s"), "^:", color="black",
+               label="pipeline (whole process)")
+    for name in writers:
+        rates.plot(x, series(plain(name), "rows_per_s"), "s--", alpha=0.7, label=name)
+        times.plot(x, series(plain(name), "wall_s"), "s--", alpha=0.7, label=name)
+    for axis, title, unit in ((rates, "Throughput", "rows (nodes + relationships) per second"),
+                              (times, "Wall time", "seconds")):
+        if entries:  # a log scale needs data
             axis.set_xscale("log")
             axis.set_yscale("log")
             axis.set_xticks(x)
             axis.set_xticklabels([e["label"] for e in entries], rotation=20, fontsize=8)
-            axis.xaxis.set_minor_locator(ticker.NullLocator())
-            axis.yaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-            axis.yaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:,g}"))
-            axis.yaxis.set_minor_locator(ticker.NullLocator())
-            axis.grid(True, which="major", alpha=0.3)
-            axis.legend(fontsize=8)
-    rates.set_xlabel("graph size (templates → final resources)")
-    rates.set_ylabel("items per second (count / whole run)")
-    rates.set_title("Throughput")
-    times.set_xlabel("graph size (templates → final resources)")
-    times.set_ylabel("seconds")
-    times.set_title("Wall time")
-    machine = data.get("machine", {})
-    figure.suptitle(
-        f"scale-up benchmark {data.get('started_at', '')} · {machine.get('cpu_model')} · "
-        f"{machine.get('logical_cores')} cores · Neo4j heap {machine.get('neo4j', {}).get('heap')} "
-        f"page cache {machine.get('neo4j', {}).get('pagecache')}", fontsize=9)
+        axis.xaxis.set_minor_locator(ticker.NullLocator())
+        axis.yaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.yaxis.set_minor_locator(ticker.NullLocator())
+        axis.yaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:,g}"))
+        axis.grid(True, which="major", alpha=0.3)
+        axis.legend(fontsize=8)
+        axis.set_xlabel("graph size (templates → final resources)")
+        axis.set_ylabel(unit)
+        axis.set_title(title)
+    machine = data["machine"]
+    figure.suptitle(f"scale-up benchmark {data['started_at']} · {machine['cpu_model']} · "
+                    f"{machine['logical_cores']} cores · Neo4j heap {machine['neo4j_heap']}, "
+                    f"page cache {machine['neo4j_pagecache']} · {machine['git_commit']}", fontsize=9)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
 
-# --------------------------------------------------------------------------- database
-
-
-def _scalar(driver: neo4j.Driver, database: str, query: str, **params: Any) -> Any:
-    return driver.execute_query(query, params, database_=database).records[0][0]
-
-
-def operation_counts(driver: neo4j.Driver, database: str, operation_id: str) -> Dict[str, int]:
-    """Nodes and relationships carrying ``scale_operation_id = operation_id``."""
-    nodes = _scalar(driver, database,
-                    "MATCH (n:Resource {scale_operation_id: $op}) RETURN count(n)", op=operation_id)
-    relationships = _scalar(driver, database,
-                            "MATCH ()-[r]->() WHERE r.scale_operation_id = $op RETURN count(r)",
-                            op=operation_id)
-    return {"nodes": nodes, "relationships": relationships}
-
-
-def delete_operation(driver: neo4j.Driver, database: str, operation_id: str) -> float:
-    """Delete an operation's nodes (and so their relationships); return the seconds."""
-    started = time.perf_counter()
-    with driver.session(database=database) as session:
-        session.run(DELETE_QUERY, op=operation_id).consume()
-    return round(time.perf_counter() - started, 3)
-
-
-# --------------------------------------------------------------------------- pipeline
-
-
-def run_pipeline(server: BenchmarkServer, size: Size, tenant_id: str, operation_id: str,
-                 work_dir: Path) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """Run the scale-up (subprocess or in-process); return (report, our measurements)."""
-    args = ["--tenant-id", tenant_id, "--scale-factor", f"{size.factor:g}",
-            "--operation-id", operation_id]
-    sampler = RssSampler()
-    sampler.watch("neo4j", server.pid)
-    measured: Dict[str, Any] = {"mode": MODE}
-    sampler.start()
-    cpu = CpuWindow(server.pid)
-    started = time.perf_counter()
-    try:
-        if MODE == "subprocess":
-            report_path = work_dir / f"report-{size.id}.json"
-            log_path = work_dir / f"scale_up-{size.id}.log"
-            with open(log_path, "wb") as log:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "pipelines.scale_up", *args, "--report", str(report_path)],
-                    cwd=REPO_ROOT, env={**os.environ, **server.env, "PYTHONUNBUFFERED": "1"},
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-                sampler.watch("pipeline", process.pid)
-                code = process.wait()
-            measured["process_wall_s"] = round(time.perf_counter() - started, 3)
-            if code != 0 or not report_path.exists():
-                tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-40:])
-                pytest.fail(f"python -m pipelines.scale_up exited {code} for {size.label}:\n{tail}")
-            report = json.loads(report_path.read_text())
-        else:
-            config, _, beam_args = parse_arguments(args)
-            report = scale_up.scale_up(config, server.connection, beam_args)
-            measured["process_wall_s"] = round(time.perf_counter() - started, 3)
-    finally:
-        peaks = sampler.stop()
-        measured["cpu"] = cpu.stop()
-    measured["pipeline_cpu_s"] = measured["cpu"]["children_cpu_s" if MODE == "subprocess" else "self_cpu_s"]
-    measured["rss_sampled_peak_mb"] = peaks.get("pipeline")
-    measured["neo4j_rss_peak_mb"] = peaks.get("neo4j")
-    return report, measured
-
-
-def pipeline_figures(report: Dict[str, Any], measured: Dict[str, Any]) -> Dict[str, Any]:
-    wall = report["duration_s"]
-    pipeline_s = report["pipeline_s"]
-    nodes = report["written"]["nodes"]
-    relationships = report["written"]["relationships"]
-    write_time = report["neo4j"]["write_time_s"]
-    return {
-        "status": report["status"],
-        "runner": report["runner"],
-        "wall_s": wall,
-        "pipeline_s": pipeline_s,
-        "nodes": nodes,
-        "relationships": relationships,
-        "nodes_per_s": report["throughput"]["nodes_per_s"],
-        "relationships_per_s": report["throughput"]["relationships_per_s"],
-        "rows_per_s": _rate(nodes + relationships, pipeline_s),
-        "nodes_per_wall_s": _rate(nodes, wall),
-        "relationships_per_wall_s": _rate(relationships, wall),
-        "peak_rss_mb": report["memory"]["peak_mb"],
-        "rss_sampled_peak_mb": measured.get("rss_sampled_peak_mb"),
-        "memory": report["memory"],
-        "batch_size": report["batches"]["batch_size"],
-        "batch_count": report["batches"]["count"],
-        "batch_rows": report["batches"].get("size"),
-        "max_concurrent_writes": report["batches"]["max_concurrent_writes"],
-        "observed_concurrency_max": report["batches"]["observed_concurrency_max"],
-        "write_transactions": report["neo4j"]["write_transactions"],
-        "neo4j_write_time_s": write_time,
-        "write_share_of_wall": _ratio(write_time, wall),
-        "write_share_of_pipeline": _ratio(write_time, pipeline_s),
-        "retries": report["retries"],
-        "dead_letters": report["dead_letters"],
-        "process_wall_s": measured.get("process_wall_s"),
-        "cpu_s": measured.get("pipeline_cpu_s"),
-        "neo4j_cpu_s": measured["cpu"]["neo4j_cpu_s"],
-        "others_cpu_share": measured["cpu"]["others_share"],
-        "cpu": measured["cpu"],
-    }
-
-
-# --------------------------------------------------------------------------- ceiling
-
-
-def final_rows(element: Any, operation_id: str) -> Tuple[WriteKind, Callable[[], List[Dict[str, Any]]]]:
-    """One main output of the replicator's DoFns → (write kind, a function making its rows).
-
-    The ONE place that knows the replicator's element format; adapt it when that
-    changes. Today an element is ``((kind, shard), copy set)`` and the sink expands the
-    copy set with ``transforms.replicate.CopySetRows(operation_id)`` in its write
-    thread, just before the transaction (outside the write latency it reports). The
-    ceiling does the same: rows are made per batch, outside the timed transactions.
-    """
-    (kind, _shard), copy_set = element
-    return kind, functools.partial(CopySetRows(operation_id), copy_set)
-
-
-RowMakers = Dict[WriteKind, List[Callable[[], List[Dict[str, Any]]]]]
-
-
-def replicate_outside_beam(driver: neo4j.Driver, database: str, plan: TemplatePlan,
-                           settings: ReplicationSettings) -> Tuple[RowMakers, RowMakers, int]:
-    """The pipeline's reads (same queries, same chunks) and replicator DoFns, no Beam.
-
-    Returns (node row makers by kind, relationship row makers by kind, dead letters).
-    """
-    node_fn, relationship_fn = _ReplicateNodesFn(settings), _ReplicateRelationshipsFn(settings)
-    node_fn.setup()
-    relationship_fn.setup()
-    nodes: RowMakers = {}
-    relationships: RowMakers = {}
-    dead_letters = 0
-
-    def collect(outputs: Iterable[Any]) -> None:
-        nonlocal dead_letters
-        for output in outputs:
-            if hasattr(output, "tag"):  # beam.pvalue.TaggedOutput: a dead letter
-                dead_letters += 1
-                continue
-            kind, make_rows = final_rows(output, settings.operation_id)
-            (nodes if is_node_kind(kind) else relationships).setdefault(kind, []).append(make_rows)
-
-    with driver.session(database=database, default_access_mode=neo4j.READ_ACCESS) as session:
-        for first_id, count in plan.chunks:
-            params = {**plan.selection.parameters(), "first_id": first_id, "count": count}
-            for template in session.execute_read(_fetch_all, _READ_CHUNK_TEMPLATES, params):
-                collect(node_fn.process(template))
-            for relationship in session.execute_read(_fetch_all, _READ_CHUNK_RELATIONSHIPS, params):
-                collect(relationship_fn.process(relationship))
-    return nodes, relationships, dead_letters
-
-
-def batches_of(makers: List[Callable[[], List[Dict[str, Any]]]],
-               batch_size: int) -> Iterator[List[Dict[str, Any]]]:
-    """The rows of one kind, made lazily, in batches of exactly ``batch_size`` (the last
-    one smaller): only one batch of full rows exists at a time."""
-    buffer: List[Dict[str, Any]] = []
-    for make_rows in makers:
-        buffer.extend(make_rows())
-        while len(buffer) >= batch_size:
-            yield buffer[:batch_size]
-            del buffer[:batch_size]
-    if buffer:
-        yield buffer
-
-
-def _write_batch(tx: neo4j.ManagedTransaction, statement: str, rows: List[Dict[str, Any]]) -> None:
-    tx.run(statement, rows=rows).consume()
-
-
-def run_ceiling(server: BenchmarkServer, driver: neo4j.Driver, size: Size, tenant_id: str,
-                operation_id: str, batch_size: int) -> Dict[str, Any]:
-    """Generate the same rows as the pipeline under ``operation_id``; write them with
-    the plainest loop; time only the transactions."""
-    database = server.connection.database
-    generate_started = time.perf_counter()
-    plan = plan_templates(driver, database, TemplateSelection(tenant_id, None), size.factor, None,
-                          scale_up.MAX_NEW_NODES)
-    settings = ReplicationSettings(operation_id, operations.utc_now_iso(), plan.copy_rule, shards=5)
-    nodes, relationships, dead_letters = replicate_outside_beam(driver, database, plan, settings)
-    generate_s = time.perf_counter() - generate_started
-
-    phase_seconds = {"nodes": 0.0, "relationships": 0.0}
-    phase_batches = {"nodes": 0, "relationships": 0}
-    phase_rows = {"nodes": 0, "relationships": 0}
-    by_kind_figures: List[Dict[str, Any]] = []
-    sampler = RssSampler()
-    sampler.watch("neo4j", server.pid)
-    sampler.start()
-    cpu = CpuWindow(server.pid)
-    loop_started = time.perf_counter()
-    try:
-        with driver.session(database=database) as session:
-            for phase, by_kind in (("nodes", nodes), ("relationships", relationships)):
-                for kind, makers in by_kind.items():
-                    statement = write_statement(kind)
-                    figures = {"kind": " ".join(str(part) for part in kind), "rows": 0,
-                               "batches": 0, "seconds": 0.0}
-                    for batch in batches_of(makers, batch_size):
-                        began = time.perf_counter()
-                        session.execute_write(_write_batch, statement, batch)
-                        seconds = time.perf_counter() - began
-                        figures["seconds"] += seconds
-                        figures["batches"] += 1
-                        figures["rows"] += len(batch)
-                    phase_seconds[phase] += figures["seconds"]
-                    phase_batches[phase] += figures["batches"]
-                    phase_rows[phase] += figures["rows"]
-                    figures["seconds"] = round(figures["seconds"], 3)
-                    figures["rows_per_s"] = _rate(figures["rows"], figures["seconds"])
-                    by_kind_figures.append(figures)
-    finally:
-        loop_wall_s = time.perf_counter() - loop_started
-        peaks = sampler.stop()
-        cpu_figures = cpu.stop()
-    write_s = phase_seconds["nodes"] + phase_seconds["relationships"]
-    return {
-        "operation_id": operation_id,
-        "expected": {"nodes": plan.new_node_count, "relationships": plan.new_relationship_count},
-        "nodes": phase_rows["nodes"],
-        "relationships": phase_rows["relationships"],
-        "dead_letters": dead_letters,
-        "batch_size": batch_size,
-        "node_batches": phase_batches["nodes"],
-        "relationship_batches": phase_batches["relationships"],
-        "node_kinds": len(nodes),
-        "relationship_kinds": len(relationships),
-        "generate_s": round(generate_s, 3),
-        "node_write_s": round(phase_seconds["nodes"], 3),
-        "relationship_write_s": round(phase_seconds["relationships"], 3),
-        "write_s": round(write_s, 3),
-        "loop_wall_s": round(loop_wall_s, 3),
-        "row_making_s": round(loop_wall_s - write_s, 3),
-        "nodes_per_s": _rate(phase_rows["nodes"], write_s),
-        "relationships_per_s": _rate(phase_rows["relationships"], write_s),
-        "rows_per_s": _rate(phase_rows["nodes"] + phase_rows["relationships"], write_s),
-        "node_phase_nodes_per_s": _rate(phase_rows["nodes"], phase_seconds["nodes"]),
-        "relationship_phase_relationships_per_s": _rate(phase_rows["relationships"],
-                                                        phase_seconds["relationships"]),
-        "cpu_s": cpu_figures["self_cpu_s"],
-        "neo4j_cpu_s": cpu_figures["neo4j_cpu_s"],
-        "others_cpu_share": cpu_figures["others_share"],
-        "cpu": cpu_figures,
-        "by_kind": by_kind_figures,
-        "neo4j_rss_peak_mb": peaks.get("neo4j"),
-    }
-
-
-# --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def bench_driver(benchmark_neo4j: BenchmarkServer):
-    driver = benchmark_neo4j.connection.open_driver()
-    try:
-        driver.verify_connectivity()
-        yield driver
-    finally:
-        driver.close()
-
-
 @pytest.fixture(scope="module")
 def results(benchmark_neo4j: BenchmarkServer, bench_driver: neo4j.Driver) -> Results:
-    header = {
+    results = Results(output_path(), {
         "schema": SCHEMA_VERSION,
         "started_at": _utc_now(),
-        "finished_at": None,
-        "complete": False,
-        "command": " ".join(sys.argv),
-        "settings": {
-            "sizes": [dataclasses.asdict(size) for size in SIZES],
-            "seed": SEED,
-            "mode": MODE,
-            "sample_interval_s": SAMPLE_INTERVAL_S,
-            "warmup": WARMUP_SIZE.id if WARMUP else None,
-            "scale_up_flags": "defaults (runner FnApiRunner, adaptive batch size, "
-                              "--max-concurrent-writes 5)",
-        },
+        "settings": {"sizes": [dataclasses.asdict(size) for size in SIZES], "seed": SEED,
+                     "plain_writers": [f"plain-{n}" for n in PLAIN_WRITERS],
+                     "plain_batch_size": PLAIN_BATCH_SIZE,
+                     "warmup": WARMUP_SIZE.id if WARMUP else None,
+                     "scale_up_flags": "defaults (FnApiRunner, adaptive batch size, "
+                                       "--max-concurrent-writes 5)"},
         "machine": machine_description(bench_driver, benchmark_neo4j),
         "notes": NOTES,
-    }
-    results = Results(output_path(), header)
+    })
     results.save()
     return results
 
@@ -861,93 +692,67 @@ def results(benchmark_neo4j: BenchmarkServer, bench_driver: neo4j.Driver) -> Res
 
 def measure_size(size: Size, server: BenchmarkServer, driver: neo4j.Driver, work_dir: Path,
                  entry: Dict[str, Any], prefix: str = "bench") -> None:
-    """One size, start to end, into ``entry`` (filled as it goes, so a failure keeps
-    what was measured): clear, load, pipeline, checks, ceiling, clean-up."""
+    """One size into ``entry``, filled as it goes (a failure keeps what was measured):
+    load, pipeline, counts, plain writers, counts, clean-up."""
     database = server.connection.database
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    tenant_id = f"{prefix}-{size.templates}-{stamp}"
-    operation_id = f"{prefix}-{size.id}-{stamp}"
-    ceiling_operation_id = f"ceiling-{size.id}-{stamp}"
+    tenant_id, operation_id = f"{prefix}-{size.templates}-{stamp}", f"{prefix}-{size.id}-{stamp}"
     entry.update({"label": size.label, "templates": size.templates, "scale_factor": size.factor,
-                  "final_size": size.final, "tenant_id": tenant_id, "seed": SEED,
-                  "loadavg_before": [round(x, 2) for x in os.getloadavg()]})
-    clear_started = time.perf_counter()
-    clear_database(driver, database)
-    entry["clear_s"] = round(time.perf_counter() - clear_started, 3)
-    entry["neo4j_rss_mb"] = {"before_load": _rss_mb(server.pid)}
-
+                  "final_size": size.final, "tenant_id": tenant_id,
+                  "loadavg_before": [round(x, 2) for x in os.getloadavg()],
+                  "clear_s": delete_data(driver)})
     load = load_demo_tenant(server.connection, DemoTenantSpec(tenant_id, resources=size.templates,
                                                               seed=SEED))
-    entry["load"] = {key: load[key] for key in (
-        "seconds", "pipeline_seconds", "nodes_written", "relationships_written", "batch_size",
-        "pipelines", "write_retries", "dead_letters")}
+    entry["load"] = {key: load[key] for key in ("seconds", "nodes_written", "relationships_written",
+                                                "dead_letters")}
     assert load["dead_letters"] == 0, load
-    entry["neo4j_rss_mb"]["before_pipeline"] = _rss_mb(server.pid)
 
-    report, measured = run_pipeline(server, size, tenant_id, operation_id, work_dir)
-    entry["operation_id"] = operation_id
-    entry["pipeline"] = pipeline_figures(report, measured)
+    pipeline = entry["pipeline"] = run_pipeline(server, size, tenant_id, operation_id, work_dir)
+    report = pipeline.pop("report")
     entry["report"] = report
-    entry["neo4j_rss_mb"]["peak_pipeline"] = measured["neo4j_rss_peak_mb"]
-
-    # What must hold: the report is right about what is in the database.
-    count_started = time.perf_counter()
-    in_database = operation_counts(driver, database, operation_id)
-    entry["database_counts"] = {**in_database,
-                                "seconds": round(time.perf_counter() - count_started, 3)}
+    expected = report["expected"]
     assert report["status"] == "succeeded", report["errors"]
-    assert report["dead_letters"] == 0
-    assert in_database == report["written"] == report["expected"], (in_database, report["written"])
-    assert in_database["nodes"] == sum(report["in_database"]["nodes"].values())
-    assert in_database["relationships"] == sum(report["in_database"]["relationships"].values())
+    assert operation_counts(driver, operation_id) == expected == report["written"]
+    # A share of the pipeline's server CPU, measured apart: its read-back of the counts.
+    measured = Measured(server.pid)
+    written_by_type(driver, database, operation_id)
+    entry["read_back"] = _window_figures(measured.stop())
+    entry["delete_s"] = {"pipeline": delete_data(driver, operation_id)}
 
-    # The ceiling writes into the state the pipeline wrote into: the tenant only.
-    entry["cleanup"] = {"pipeline_delete_s": delete_operation(driver, database, operation_id)}
-    ceiling = run_ceiling(server, driver, size, tenant_id, ceiling_operation_id,
-                          report["batches"]["batch_size"])
-    entry["ceiling"] = ceiling
-    entry["neo4j_rss_mb"]["peak_ceiling"] = ceiling.pop("neo4j_rss_peak_mb")
-    ceiling_counts = operation_counts(driver, database, ceiling_operation_id)
-    entry["ceiling_database_counts"] = ceiling_counts
-    pipeline = entry["pipeline"]
-    entry["ratio"] = {  # pipeline / ceiling, same basis (count / whole write time)
-        "nodes_per_s": _ratio(pipeline["nodes_per_s"], ceiling["nodes_per_s"]),
-        "relationships_per_s": _ratio(pipeline["relationships_per_s"],
-                                      ceiling["relationships_per_s"]),
-        "rows_per_s": _ratio(pipeline["rows_per_s"], ceiling["rows_per_s"]),
-        "wall_rows_per_s": _ratio(_rate(pipeline["nodes"] + pipeline["relationships"],
-                                        pipeline["wall_s"]), ceiling["rows_per_s"]),
-    }
-    entry["cleanup"]["ceiling_delete_s"] = delete_operation(driver, database, ceiling_operation_id)
-    entry["neo4j_rss_mb"]["after"] = _rss_mb(server.pid)
+    # Another share: the plan's and the parts' reads, the same queries as the pipeline's.
+    plain_operation_id = f"plain-{size.id}-{stamp}"
+    measured = Measured(server.pid)
+    rows, plain_expected = make_plain_rows(driver, database, tenant_id, size, plain_operation_id)
+    entry["plain_rows"] = {**_window_figures(measured.stop()), "nodes": len(rows.nodes),
+                           "relationships": rows.relationship_count}
+    assert plain_expected == expected
+    assert {"nodes": len(rows.nodes), "relationships": rows.relationship_count} == expected
+    entry["plain"] = []
+    for threads in PLAIN_WRITERS:
+        figures = run_plain_writer(server, driver, rows, threads)
+        entry["plain"].append(figures)
+        assert operation_counts(driver, plain_operation_id) == expected, figures["name"]
+        entry["delete_s"][figures["name"]] = delete_data(driver, plain_operation_id)
+    best = min(entry["plain"], key=lambda figures: figures["wall_s"])
+    entry["best_plain"] = best["name"]
+    entry["ratio"] = {"best_plain": round(best["wall_s"] / pipeline["wall_s"], 3),
+                      "plain_1": round(entry["plain"][0]["wall_s"] / pipeline["wall_s"], 3),
+                      "best_plain_to_process": round(best["wall_s"] / pipeline["process_wall_s"], 3)}
     entry["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
-    assert ceiling["dead_letters"] == 0
-    assert ceiling["expected"] == report["expected"]
-    assert ceiling_counts == report["expected"], (ceiling_counts, report["expected"])
-    assert operation_counts(driver, database, ceiling_operation_id) == {"nodes": 0, "relationships": 0}
 
 
 @pytest.fixture(scope="module")
 def warmed_up(benchmark_neo4j: BenchmarkServer, bench_driver: neo4j.Driver, results: Results,
               tmp_path_factory: pytest.TempPathFactory) -> None:
-    """One unrecorded small size first (unless BENCHMARK_WARMUP=0): the server's JIT and
-    query plans are cold after its start, which would charge the first size's pipeline
-    (and not its ceiling, which always runs second) for the warm-up."""
+    """One unrecorded small size first (unless BENCHMARK_WARMUP=0): a fresh server's
+    JIT and query plans are cold, which would be charged to the first size's pipeline."""
     if not WARMUP:
-        results.data["warmup"] = None
         return
     entry: Dict[str, Any] = {}
     started = time.perf_counter()
     measure_size(WARMUP_SIZE, benchmark_neo4j, bench_driver, tmp_path_factory.mktemp("warmup"),
                  entry, prefix="warmup")
-    results.data["warmup"] = {
-        "label": entry["label"], "seconds": round(time.perf_counter() - started, 3),
-        "pipeline_wall_s": entry["pipeline"]["wall_s"],
-        "pipeline_neo4j_cpu_s": entry["pipeline"]["neo4j_cpu_s"],
-        "ceiling_write_s": entry["ceiling"]["write_s"],
-        "ceiling_neo4j_cpu_s": entry["ceiling"]["neo4j_cpu_s"],
-    }
-    results.save()
+    results.data["warmup"] = {"label": entry["label"], "seconds": round(time.perf_counter() - started, 3)}
 
 
 @pytest.mark.parametrize("size", SIZES, ids=[size.id for size in SIZES])
@@ -958,19 +763,16 @@ def test_scale_up_benchmark(size: Size, benchmark_neo4j: BenchmarkServer, bench_
         measure_size(size, benchmark_neo4j, bench_driver, tmp_path, entry)
     except BaseException as error:
         entry["error"] = f"{type(error).__name__}: {error}"[:2000]
-        entry.setdefault("loadavg_after", [round(x, 2) for x in os.getloadavg()])
         raise
     finally:
         results.add(entry)
 
 
 def test_results_were_written(results: Results) -> None:
-    """Runs last: the JSON holds every size that ran, and the plot exists."""
+    """Runs last: the JSON holds every size, without errors, and the plot exists."""
     results.save(complete=True)
     data = json.loads(results.path.read_text(encoding="utf-8"))
-    assert data["complete"] is True
-    assert data["results"], "no size ran"
-    assert all("error" not in entry for entry in data["results"]), [
-        (entry["label"], entry["error"]) for entry in data["results"] if "error" in entry]
+    assert [entry["label"] for entry in data["results"]] == [size.label for size in SIZES]
+    assert [entry["label"] for entry in data["results"] if "error" in entry] == []
     assert results.png_path.stat().st_size > 0
     print(f"\nbenchmark results: {results.path}\nplot: {results.png_path}")
