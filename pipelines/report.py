@@ -24,7 +24,19 @@ PLANNED = "planned"
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory so far, in MB."""
+    """This process's own peak resident memory so far, in MB.
+
+    Linux's ``VmHWM``: ``ru_maxrss`` would be wrong here, since it carries over the
+    peak of the parent when a large process starts the scale-up (fork, then exec).
+    Elsewhere ``ru_maxrss`` is the best there is.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
