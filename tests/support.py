@@ -311,22 +311,26 @@ class CliRun:
         return None
 
 
-def wait_for_writes(driver: neo4j.Driver, run: CliRun, operation_id: str, what: str = "nodes",
-                    timeout: float = 120) -> Dict[str, int]:
-    """Wait until the run has written some of the operation's ``what`` ("nodes" or
-    "relationships": every node is written before the first relationship); return
-    ``operation_counts`` then. Fails the test if the run ends or writes none in time."""
+def wait_for_writes(driver: neo4j.Driver, run: CliRun, operation_id: str, phase: str = "copies",
+                    expected: Optional[Dict[str, int]] = None, timeout: float = 120) -> Dict[str, int]:
+    """Wait until the run is in ``phase``: "copies" once it has written some of the
+    operation's nodes; "links" once every node (``expected["nodes"]``) is written, which
+    is when the relationships between slices of large components are (the pipeline
+    writes them after every copy unit). Returns ``operation_counts`` then; fails the
+    test if the run ends or does not get there in time."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         counts = operation_counts(driver, operation_id)
-        if counts[what] > 0:
+        if phase == "copies" and counts["nodes"] > 0:
+            return counts
+        if phase == "links" and counts["nodes"] == expected["nodes"]:
             return counts
         if run.process.poll() is not None:
-            pytest.fail(f"the run ended (exit {run.process.returncode}) before it wrote "
-                        f"{what}:\n{run.stderr_tail()}")
+            pytest.fail(f"the run ended (exit {run.process.returncode}) before its {phase} "
+                        f"phase:\n{run.stderr_tail()}")
         time.sleep(0.05)
     run.kill()
-    pytest.fail(f"the run wrote no {what} within {timeout} s:\n{run.stderr_tail()}")
+    pytest.fail(f"the run did not reach its {phase} phase within {timeout} s:\n{run.stderr_tail()}")
 
 
 # --------------------------------------------------------------------------- the network

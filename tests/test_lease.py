@@ -79,7 +79,8 @@ def plant(driver: neo4j.Driver, operation_id: str, host: str, pid: int,
 
 
 def take(driver: neo4j.Driver, operation_id: str) -> record.Lease:
-    return record.take_lease(driver, "neo4j", operation_id, TENANT, PARAMETERS, "the command")
+    return record.take_lease(driver, "neo4j", operation_id, TENANT, PARAMETERS, "the command",
+                             "the plan")
 
 
 def test_a_second_run_is_refused_while_the_first_is_live(tenant, neo4j_driver, tmp_path, capsys):

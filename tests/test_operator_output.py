@@ -26,7 +26,8 @@ RESOURCES = 60
 FACTOR = 3
 OPERATION = "output-default"
 #: Every line a default run may write to stderr: time, then one of our messages.
-OUR_LINES = re.compile(r"\d\d:\d\d:\d\d (operation \S+: \d+ templates → .*|progress: .*|"
+OUR_LINES = re.compile(r"\d\d:\d\d:\d\d (operation \S+: \d+ templates in \d+ components → .*|"
+                       r"progress: .*|"
                        r"\d+ transient errors \(deadlocks\) retried)")
 
 
@@ -67,7 +68,7 @@ def test_a_default_run_writes_only_our_lines_to_stderr(default_run):
     lines = run.stderr.splitlines()
     print(f"default run: {len(lines)} stderr lines in {run.elapsed:.1f} s:\n" + run.stderr)
     assert [line for line in lines if not OUR_LINES.fullmatch(line)] == []
-    assert sum(" templates → " in line for line in lines) == 1
+    assert sum(" components → " in line for line in lines) == 1
     progress = [line for line in lines if " progress: " in line]
     assert 1 <= len(progress) <= run.elapsed / 0.5 + 1
     assert all(re.search(r"of [\d,]+ nodes, .* \(\d+%\), phase (nodes|relationships|done), "
@@ -146,7 +147,7 @@ def test_run_local_shows_nothing_but_our_lines_and_the_summary(tenant, tmp_path)
     print(f"run_local: {run.elapsed:.1f} s\n--- stderr\n{run.stderr}--- stdout\n{run.stdout}")
     ours = re.compile(r"\d\d:\d\d:\d\d (using the Neo4j at \S+ \(\$NEO4J_URI\)|"
                       rf"demo tenant '{TENANT}' is already loaded|"
-                      rf"operation \S+: {RESOURCES} templates → .*|progress: .*|"
+                      rf"operation \S+: {RESOURCES} templates in \d+ components → .*|progress: .*|"
                       r"\d+ transient errors \(deadlocks\) retried)")
     assert [line for line in run.stderr.splitlines() if not ours.fullmatch(line)] == []
     lines = run.stdout.splitlines()

@@ -15,6 +15,7 @@ from transforms.schema import SCALE_UP_CONSTRAINTS, SCALE_UP_INDEXES, ensure_sch
 
 OLD_INDEX = "tenant_scaler_scaleoperation_id"  # what earlier versions created
 CONSTRAINT = "tenant_scaler_scaleoperation_id_unique"
+LEDGER = {("ScaleBatch", "key"): ["tenant_scaler_scalebatch_key_unique"]}  # always created here
 
 
 def schema(driver: neo4j.Driver):
@@ -33,7 +34,8 @@ def schema(driver: neo4j.Driver):
 def assert_complete(driver: neo4j.Driver) -> None:
     """Every index and constraint exactly once."""
     indexes, constraints = schema(driver)
-    assert constraints == {spec: [CONSTRAINT] for spec in SCALE_UP_CONSTRAINTS}
+    assert constraints == {("ScaleOperation", "id"): [CONSTRAINT], **LEDGER}
+    assert set(constraints) == set(SCALE_UP_CONSTRAINTS)
     for label, properties in SCALE_UP_INDEXES:
         assert len(indexes[(label, properties)]) == 1, indexes
     assert indexes[("ScaleOperation", ("id",))] == [CONSTRAINT]  # the constraint's own
@@ -87,8 +89,8 @@ def test_someone_elses_index_is_left_alone_with_a_warning(neo4j_graph, neo4j_dri
     with caplog.at_level(logging.WARNING, logger="transforms.schema"):
         created = ensure_schema(neo4j_driver, neo4j_graph.database)
     indexes, constraints = schema(neo4j_driver)
-    assert constraints == {} and indexes[("ScaleOperation", ("id",))] == ["their_index"]
-    assert CONSTRAINT not in created and len(created) == len(SCALE_UP_INDEXES)
+    assert constraints == LEDGER and indexes[("ScaleOperation", ("id",))] == ["their_index"]
+    assert CONSTRAINT not in created and len(created) == len(SCALE_UP_INDEXES) + len(LEDGER)
     assert any("their_index" in r.getMessage() and "DROP INDEX `their_index`" in r.getMessage()
                for r in caplog.records)
 
@@ -99,7 +101,7 @@ def test_duplicate_records_keep_our_index_and_say_what_to_fix(neo4j_graph, neo4j
     with caplog.at_level(logging.WARNING, logger="transforms.schema"):
         ensure_schema(neo4j_driver, neo4j_graph.database)
     indexes, constraints = schema(neo4j_driver)
-    assert constraints == {} and indexes[("ScaleOperation", ("id",))] == [OLD_INDEX]
+    assert constraints == LEDGER and indexes[("ScaleOperation", ("id",))] == [OLD_INDEX]
     assert any("'twice'" in r.getMessage() for r in caplog.records)
 
 
@@ -108,6 +110,6 @@ def test_an_existing_constraint_of_another_name_is_kept(neo4j_graph, neo4j_drive
     neo4j_driver.execute_query("CREATE INDEX resource_ids FOR (r:Resource) ON (r.id)")
     created = ensure_schema(neo4j_driver, neo4j_graph.database)
     indexes, constraints = schema(neo4j_driver)
-    assert constraints == {("ScaleOperation", "id"): ["theirs"]}
+    assert constraints == {("ScaleOperation", "id"): ["theirs"], **LEDGER}
     assert indexes[("Resource", ("id",))] == ["resource_ids"]
-    assert len(created) == len(SCALE_UP_INDEXES) - 1
+    assert len(created) == len(SCALE_UP_INDEXES) - 1 + len(LEDGER)

@@ -1,14 +1,18 @@
 """SIGINT and SIGTERM, as a user's Ctrl-C and a scheduler's stop, against a real Neo4j.
 
-A scale-up (a subprocess) is signalled while it writes nodes and while it writes
-relationships; it must end within seconds with 130 / 143, its record ``interrupted``
-with the time and no lease, and a last stderr line that names the command resuming it.
+A scale-up (a subprocess) is signalled while it writes copy units (nodes with their
+relationships) and while it writes the links between slices of large components (every
+node written, relationships still missing); it must end within seconds with 130 / 143,
+its record ``interrupted`` with the time and no lease, and a last stderr line that names
+the command resuming it.
 Running that command (with bigger batches, to save time) completes the operation
 exactly. ``--rollback-on-failure``
 undoes an interrupted run; a second signal ends the process at once.
 
-Phases are made to last seconds with one writer and small batches, and are told apart
-by counting the operation's writes in the database.
+Phases are made to last seconds with one writer and batches of 5 rows (smaller than
+one template's copy with its relationships: every component with a relationship is
+sliced, so its relationships are links), and are told apart by counting the
+operation's writes in the database.
 """
 
 from __future__ import annotations
@@ -40,11 +44,12 @@ from transforms.demo import DemoTenantSpec
 TENANT = "signal-tenant"
 RESOURCES = 120
 FACTOR = 4
-#: One writer and batches of 5 rows: the node phase lasts seconds, so does the rest.
+#: One writer and batches of 5 rows: the copy phase lasts seconds, so does the link phase.
 SLOW = ["--max-concurrent-writes", "1", "--batch-size", "5", "--progress-interval", "0.5"]
-#: Appended to the resume command to save test time: the last flag wins, and batch size
-#: and concurrency are not part of what an operation is (a resume may change them).
-FASTER = ["--max-concurrent-writes", "4", "--batch-size", "200"]
+#: Appended to the resume command to save test time: the last flag wins, and concurrency
+#: is not part of what an operation is (a resume may change it; not the batch size,
+#: which cut its parts).
+FASTER = ["--max-concurrent-writes", "4"]
 #: "Within seconds" of the signal, on 2 shared cores.
 STOP_WITHIN_S = 10
 RESUME_PREFIX = "resume it with: "
@@ -71,12 +76,12 @@ def resume_argv(run: CliRun) -> List[str]:
 
 
 def interrupt(driver: neo4j.Driver, tmp_path, operation_id: str, signum: int, phase: str,
-              *extra: str) -> CliRun:
+              expected, *extra: str) -> CliRun:
     """Start a slow scale-up, send ``signum`` in ``phase``, wait for its end; check that
     it stopped within seconds with 128 + signum and said why as one last line."""
     run = CliRun(tmp_path, ["--tenant-id", TENANT, "--scale-factor", str(FACTOR),
                             "--operation-id", operation_id, *SLOW, *extra])
-    at_signal = wait_for_writes(driver, run, operation_id, phase)
+    at_signal = wait_for_writes(driver, run, operation_id, phase, expected)
     run.signal(signum)
     sent = time.monotonic()
     code = run.wait()
@@ -94,13 +99,13 @@ def interrupt(driver: neo4j.Driver, tmp_path, operation_id: str, signum: int, ph
 
 
 @pytest.mark.parametrize("signum, phase", [
-    (signal.SIGTERM, "nodes"), (signal.SIGINT, "relationships"),
-    (signal.SIGTERM, "relationships")])  # SIGINT in the node phase: the rollback test
+    (signal.SIGTERM, "copies"), (signal.SIGINT, "links"),
+    (signal.SIGTERM, "links")])  # SIGINT in the copy phase: the rollback test
 def test_a_signal_stops_the_run_and_its_command_resumes_it_exactly(
         tenant, neo4j_driver, tmp_path, signum, phase):
     operation_id = f"signal-{signal.Signals(signum).name.lower()}-{phase}"
     expected = tenant["expected"]
-    run = interrupt(neo4j_driver, tmp_path, operation_id, signum, phase)
+    run = interrupt(neo4j_driver, tmp_path, operation_id, signum, phase, expected)
 
     record = operation_record(neo4j_driver, operation_id)
     assert record["status"] == "interrupted"
@@ -108,8 +113,8 @@ def test_a_signal_stops_the_run_and_its_command_resumes_it_exactly(
     assert record["finished_at"] > record["started_at"]
     assert "lease_token" not in record  # released
     stopped = operation_counts(neo4j_driver, operation_id)
-    if phase == "nodes":  # stopped in the node phase: no relationship written
-        assert 0 < stopped["nodes"] < expected["nodes"] and stopped["relationships"] == 0
+    if phase == "copies":
+        assert 0 < stopped["nodes"] < expected["nodes"]
     else:
         assert stopped["nodes"] == expected["nodes"]
         assert 0 < stopped["relationships"] < expected["relationships"]
@@ -124,8 +129,8 @@ def test_a_signal_stops_the_run_and_its_command_resumes_it_exactly(
 
 def test_rollback_on_failure_undoes_an_interrupted_run(tenant, neo4j_driver, tmp_path):
     operation_id = "signal-rollback"
-    run = interrupt(neo4j_driver, tmp_path, operation_id, signal.SIGINT, "nodes",
-                    "--rollback-on-failure")
+    run = interrupt(neo4j_driver, tmp_path, operation_id, signal.SIGINT, "copies",
+                    tenant["expected"], "--rollback-on-failure")
     assert f"operation {operation_id} was rolled back" in run.stderr.strip().splitlines()[-1]
     assert operation_counts(neo4j_driver, operation_id) == {"nodes": 0, "relationships": 0}
     assert operation_record(neo4j_driver, operation_id)["status"] == "rolled_back"

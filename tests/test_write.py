@@ -13,13 +13,8 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 
 from pipelines.beam_job import LOCAL_RUNNER
 from transforms.cypher import node_kind, relationship_kind
-from transforms.write import (
-    MAX_SEND_ATTEMPTS,
-    RowBatches,
-    WriteRetriesExhaustedError,
-    WriteToNeo4j,
-    _Transactions,
-)
+from transforms.connection import MAX_SEND_ATTEMPTS, CommitNotConfirmedError
+from transforms.write import RowBatches, WriteToNeo4j, _Transactions
 
 NODE = node_kind("Resource")
 REL = relationship_kind("USES", "Resource", "Resource")
@@ -169,7 +164,7 @@ def test_unknown_commit_outcome_is_sent_again_and_counted_as_retry():
 
 def test_unknown_commit_outcome_gives_up_with_a_named_error():
     driver = FakeDriver(incomplete_commits=MAX_SEND_ATTEMPTS)
-    with pytest.raises(WriteRetriesExhaustedError, match=f"after {MAX_SEND_ATTEMPTS} attempts"):
+    with pytest.raises(CommitNotConfirmedError, match=f"after {MAX_SEND_ATTEMPTS} attempts"):
         write(driver, NODE, rows(2))
 
 

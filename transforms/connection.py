@@ -17,16 +17,22 @@ therefore never contain it.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import secrets
 import threading
-from typing import Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import neo4j
+import neo4j.exceptions
+
+_LOG = logging.getLogger(__name__)
 
 DEFAULT_URI = "bolt://127.0.0.1:7687"
 DEFAULT_USER = "neo4j"
 DEFAULT_DATABASE = "neo4j"
+#: How often a transaction whose commit outcome is unknown (``IncompleteCommit``) is sent.
+MAX_SEND_ATTEMPTS = 3
 #: Seconds to open a TCP connection, and to get a ready (handshaken) connection.
 CONNECT_TIMEOUT_S = 5.0
 ACQUIRE_TIMEOUT_S = 8.0
@@ -121,3 +127,44 @@ def _connection_of_this_process(uri: str, user: str, database: str,
     if password is not None:
         return Neo4jConnection(uri=uri, user=user, password=password, database=database)
     return Neo4jConnection.from_environment(uri=uri, user=user, database=database)
+
+
+class CommitNotConfirmedError(RuntimeError):
+    """A transaction could not be confirmed committed after ``MAX_SEND_ATTEMPTS`` sends."""
+
+
+def run_transaction(driver: neo4j.Driver, database: str,
+                    work: Callable[[neo4j.ManagedTransaction], Any], access_mode: str,
+                    what: str) -> Tuple[Any, int]:
+    """Run ``work`` in a managed transaction the way every stage needs it; return
+    (its value, how many times it was run again).
+
+    The driver retries transient errors (deadlocks too) and a lost server for up to 30 s.
+    A connection lost during COMMIT (``IncompleteCommit``) leaves the outcome unknown and
+    is not retried by the driver: the transaction is sent again, up to
+    ``MAX_SEND_ATTEMPTS`` times in all. That is safe because reads can always be
+    repeated and every write of this project is idempotent. ``what`` names the work in
+    the warning ("a 160-row batch").
+    """
+    calls = 0
+
+    def counted(tx: neo4j.ManagedTransaction) -> Any:
+        nonlocal calls
+        calls += 1
+        return work(tx)
+
+    reruns = 0
+    for attempt in range(1, MAX_SEND_ATTEMPTS + 1):
+        try:
+            with driver.session(database=database, default_access_mode=access_mode) as session:
+                run = session.execute_write if access_mode == neo4j.WRITE_ACCESS else session.execute_read
+                value = run(counted)
+            return value, reruns + calls - 1
+        except neo4j.exceptions.IncompleteCommit as error:
+            reruns += calls
+            calls = 0
+            if attempt < MAX_SEND_ATTEMPTS:
+                _LOG.warning("commit of %s not confirmed (%s); sending it again, attempt %d of %d",
+                             what, error, attempt + 1, MAX_SEND_ATTEMPTS)
+    raise CommitNotConfirmedError(
+        f"{what} could not be confirmed committed after {MAX_SEND_ATTEMPTS} attempts")

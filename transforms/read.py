@@ -21,7 +21,7 @@ import neo4j
 from apache_beam.metrics import Metrics
 
 from transforms.batch import TemplatePart
-from transforms.connection import Neo4jConnection
+from transforms.connection import Neo4jConnection, run_transaction
 from transforms.cypher import IDENTIFIER_PATTERN
 from transforms.model import (
     END_EXCLUDED,
@@ -133,9 +133,10 @@ def read_part(driver: neo4j.Driver, database: str, selection: TemplateSelection,
     are no longer all templates."""
     node_ids = part.node_ids()
     params = {**selection.parameters(), "nodes": node_ids, "identifier": IDENTIFIER_PATTERN}
-    with driver.session(database=database, default_access_mode=neo4j.READ_ACCESS) as session:
-        templates = session.execute_read(_fetch_all, _READ_PART_TEMPLATES, params)
-        relationships = session.execute_read(_fetch_all, _READ_PART_RELATIONSHIPS, params)
+    templates, relationships = (
+        run_transaction(driver, database, lambda tx, query=query: tx.run(query, params).data(),
+                        neo4j.READ_ACCESS, f"a read of part {part.index}")[0]
+        for query in (_READ_PART_TEMPLATES, _READ_PART_RELATIONSHIPS))
     if len(templates) != len(node_ids):
         raise TemplatesChangedError(
             f"part {part.index} of the plan has {len(node_ids)} templates, {len(templates)} "
@@ -143,10 +144,6 @@ def read_part(driver: neo4j.Driver, database: str, selection: TemplateSelection,
     by_node = {template["node"]: template for template in templates}
     return PartTemplates(part, [by_node[node] for node in node_ids],
                          [TemplateRelationship(**row) for row in relationships])
-
-
-def _fetch_all(tx: neo4j.ManagedTransaction, query: str, params: Dict[str, object]) -> List[dict]:
-    return [record.data() for record in tx.run(query, params)]
 
 
 class ReadTemplates(beam.PTransform):

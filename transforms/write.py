@@ -62,7 +62,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
 from transforms.batch import split_into_transactions
-from transforms.connection import Neo4jConnection
+from transforms.connection import Neo4jConnection, run_transaction
 from transforms.cypher import (
     COPY_LINKS,
     COPY_UNIT,
@@ -106,17 +106,11 @@ WRITE_PROGRESS = _WriteProgress()
 
 #: First pause before the driver retries a transient error (deadlock, leader switch).
 RETRY_FIRST_DELAY_S = 0.1
-#: How often a batch whose commit outcome is unknown (``IncompleteCommit``) is sent.
-MAX_SEND_ATTEMPTS = 3
 #: The most write transactions the sink keeps in flight (a bound for the flags too).
 MAX_CONCURRENT_WRITES = 64
 #: Codes of client errors caused by the rows of a batch rather than by the system.
 _DATA_ERROR_PREFIXES = ("Neo.ClientError.Statement.", "Neo.ClientError.Schema.")
 _NOT_DATA_ERRORS = ("Neo.ClientError.Statement.SyntaxError",)
-
-
-class WriteRetriesExhaustedError(RuntimeError):
-    """A batch could not be confirmed written after ``MAX_SEND_ATTEMPTS`` sends."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,10 +161,8 @@ def check_max_concurrent_writes(value: int) -> int:
 
 
 class _Transactions:
-    """Runs one transaction function with the sink's rules: the driver retries transient
-    errors (deadlocks too); a commit whose outcome is unknown is sent again, up to
-    ``MAX_SEND_ATTEMPTS`` times (safe: every batch is idempotent); the number of
-    re-runs is added to ``outcome.retries``. Thread-safe: a session per transaction."""
+    """The sink's transactions (``connection.run_transaction``'s rules), counting the
+    re-runs of each into its outcome. Thread-safe: a session per transaction."""
 
     def __init__(self, driver: neo4j.Driver, database: str) -> None:
         self.driver = driver
@@ -178,31 +170,16 @@ class _Transactions:
 
     def write(self, work: Callable[[neo4j.ManagedTransaction], Any], outcome: _Outcome,
               rows: int) -> Any:
-        calls = 0
-
-        def counted(tx: neo4j.ManagedTransaction) -> Any:
-            nonlocal calls
-            calls += 1
-            return work(tx)
-
-        for attempt in range(1, MAX_SEND_ATTEMPTS + 1):
-            try:
-                with self.driver.session(database=self.database) as session:
-                    value = session.execute_write(counted)
-                outcome.retries += calls - 1
-                return value
-            except neo4j.exceptions.IncompleteCommit as error:
-                outcome.retries += calls
-                calls = 0
-                _LOG.warning("commit of a %d-row batch not confirmed (%s); sending it again, "
-                             "attempt %d of %d", rows, error, attempt + 1, MAX_SEND_ATTEMPTS)
-        raise WriteRetriesExhaustedError(
-            f"a {rows}-row batch could not be confirmed written after {MAX_SEND_ATTEMPTS} attempts")
+        value, reruns = run_transaction(self.driver, self.database, work, neo4j.WRITE_ACCESS,
+                                        f"a {rows}-row batch")
+        outcome.retries += reruns
+        return value
 
     def read(self, query: str, **params: Any) -> List[Dict[str, Any]]:
-        with self.driver.session(database=self.database,
-                                 default_access_mode=neo4j.READ_ACCESS) as session:
-            return session.execute_read(lambda tx: tx.run(query, params).data())
+        value, _ = run_transaction(self.driver, self.database,
+                                   lambda tx: tx.run(query, params).data(), neo4j.READ_ACCESS,
+                                   "a read")
+        return value
 
 
 # --------------------------------------------------------------------------- handlers

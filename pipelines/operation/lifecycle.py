@@ -37,7 +37,10 @@ def check_resumable(driver: neo4j.Driver, database: str, config: ScaleUpConfig,
                     plan_fingerprint: str) -> None:
     """A re-run of an existing operation must ask for the same thing it first asked for,
     on the same templates (its batches were planned on them); ``PlanError`` otherwise,
-    and for an operation that was rolled back."""
+    and for an operation that was rolled back. A run of an operation that another live
+    run holds is refused first (``record.LeaseHeldError``), whatever it asks for."""
+    with driver.session(database=database, default_access_mode=neo4j.READ_ACCESS) as session:
+        session.execute_read(record.check_lease, config.operation_id)
     records = driver.execute_query(
         "MATCH (o:ScaleOperation {id: $id}) RETURN o.status AS status, o.parameters AS parameters, "
         "o.plan_fingerprint AS plan_fingerprint",

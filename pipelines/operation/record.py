@@ -106,6 +106,21 @@ def _holder_text(host: Optional[str], pid: Optional[int], heartbeat_age_s: Optio
     return f"pid {pid} on host {host}, last heartbeat {age}"
 
 
+def check_lease(tx: neo4j.ManagedTransaction, operation_id: str) -> Optional[str]:
+    """Raise ``LeaseHeldError`` while a live run holds the operation's lease; return the
+    description of a holder that is gone (None if nobody holds it or no record exists)."""
+    held = tx.run("MATCH (o:ScaleOperation {id: $id}) RETURN o.lease_token AS token, "
+                  f"o.lease_host AS host, o.lease_pid AS pid, {_HEARTBEAT_AGE} AS age",
+                  id=operation_id).single()
+    if held is None or held["token"] is None:
+        return None
+    holder = _holder_text(held["host"], held["pid"], held["age"])
+    if not holder_is_gone(held["host"], held["pid"], held["age"]):
+        raise LeaseHeldError(f"operation {operation_id} is running in another process ({holder}): "
+                             "wait for it to end, or stop it; nothing was written")
+    return holder
+
+
 def take_lease(driver: neo4j.Driver, database: str, operation_id: str, tenant_id: str,
                parameters: Dict[str, Any], resume_command: str, plan_fingerprint: str) -> Lease:
     """Record the operation as running under a new lease of this process; return it.
@@ -127,17 +142,10 @@ def take_lease(driver: neo4j.Driver, database: str, operation_id: str, tenant_id
                "              o.plan_fingerprint = $plan_fingerprint "
                "SET o.lease_lock = true REMOVE o.lease_lock",  # the node's write lock, first
                id=operation_id, now=now, plan_fingerprint=plan_fingerprint).consume()
-        held = tx.run("MATCH (o:ScaleOperation {id: $id}) RETURN o.lease_token AS token, "
-                      f"o.lease_host AS host, o.lease_pid AS pid, {_HEARTBEAT_AGE} AS age",
-                      id=operation_id).single(strict=True)
-        if held["token"] is not None:
-            holder = _holder_text(held["host"], held["pid"], held["age"])
-            if not holder_is_gone(held["host"], held["pid"], held["age"]):
-                raise LeaseHeldError(
-                    f"operation {operation_id} is running in another process ({holder}): "
-                    "wait for it to end, or stop it; nothing was written")
+        gone = check_lease(tx, operation_id)
+        if gone is not None:
             _LOG.warning("operation %s: taking over from a run that is gone (%s)",
-                         operation_id, holder)
+                         operation_id, gone)
         return tx.run(
             "MATCH (o:ScaleOperation {id: $id}) "
             "SET o.tenant_id = $tenant_id, o.status = $status, o.started_at = $now, "
