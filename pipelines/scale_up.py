@@ -160,8 +160,8 @@ def build_pipeline(pipeline: beam.Pipeline, connection: Neo4jConnection, plan: S
     """read parts → replicate into copy units → write each in one transaction; then the
     links between slices of large components, once every copy is written."""
     parts = pipeline | "ReadTemplates" >> ReadTemplates(connection, plan.selection, plan.parts)
-    units = parts | "Replicate" >> ReplicateParts(settings.base_copies)
-    handler = CopyUnits(UnitRowsOf(settings), settings.operation_id)
+    units = parts | "Replicate" >> ReplicateParts(settings)
+    handler = CopyUnits(UnitRowsOf(settings.operation_id), settings.operation_id)
     copies = units.copies | "WriteCopies" >> WriteToNeo4j(
         connection, handler, max_concurrent_writes=max_concurrent_writes)
     copies_written = copies.written | "CopiesWritten" >> beam.combiners.Count.Globally()

@@ -20,6 +20,7 @@ from transforms.replicate import (
     ReplicationSettings,
     UnitRowsOf,
     _ReplicatePartsFn,
+    replicate_part,
     synthetic_id,
 )
 
@@ -50,7 +51,9 @@ def part(templates, relationships=(), extra=None, index=0):
 
 
 def rows(unit, base_copies=2):
-    return UnitRowsOf(ReplicationSettings(OP, TIMESTAMP, base_copies))(unit)
+    """The rows of ``unit`` (a CopyUnit or LinkUnit of a ``part(...)``), replicated first."""
+    replicated = replicate_part(unit.part, ReplicationSettings(OP, TIMESTAMP, base_copies))
+    return UnitRowsOf(OP)(type(unit)(replicated, unit.replica))
 
 
 def test_copies_carry_properties_and_markers_but_not_the_real_resource_claims():
@@ -134,16 +137,19 @@ def test_partial_replica_leaves_out_relationships_to_templates_without_a_copy_ne
 
 def test_replicate_parts_makes_one_unit_per_replica_and_links_only_across_slices():
     a, b = template("a"), template("b")
+    settings = ReplicationSettings(OP, TIMESTAMP, 2)
     inside = part([a, b], [relationship("a", "b")], extra={"a"})
-    out = list(_ReplicatePartsFn(base_copies=2).process(inside))
-    assert out == [CopyUnit(inside, 0), CopyUnit(inside, 1), CopyUnit(inside, 2)]
+    replicated = replicate_part(inside, settings)
+    out = list(_ReplicatePartsFn(settings).process(inside))
+    assert out == [CopyUnit(replicated, 0), CopyUnit(replicated, 1), CopyUnit(replicated, 2)]
     # A slice of a large component: its relationship to the other slice is a link.
     sliced = part([a], [relationship("a", "b"), relationship("a", None)], index=7)
-    out = list(_ReplicatePartsFn(base_copies=2).process(sliced))
+    replicated = replicate_part(sliced, settings)
+    out = list(_ReplicatePartsFn(settings).process(sliced))
     copies = [o for o in out if isinstance(o, CopyUnit)]
     links = [o.value for o in out if isinstance(o, beam.pvalue.TaggedOutput)]
-    assert copies == [CopyUnit(sliced, 0), CopyUnit(sliced, 1)]
-    assert links == [LinkUnit(sliced, 0), LinkUnit(sliced, 1)]
+    assert copies == [CopyUnit(replicated, 0), CopyUnit(replicated, 1)]
+    assert links == [LinkUnit(replicated, 0), LinkUnit(replicated, 1)]
     copy_rows = rows(CopyUnit(sliced, 1))
     assert copy_rows.internal == [] and len(copy_rows.outgoing) == 1
     link_rows = rows(LinkUnit(sliced, 1))
@@ -173,8 +179,8 @@ def test_replicate_in_a_pipeline_emits_every_copy_once():
     parts = [part([a], index=0), part([b], [relationship("b", "a")], index=1)]
     settings = ReplicationSettings(OP, TIMESTAMP, 3)
     with BeamTestPipeline(runner=LOCAL_RUNNER) as p:
-        units = p | beam.Create(parts) | ReplicateParts(3)
-        rows_of = UnitRowsOf(settings)
+        units = p | beam.Create(parts) | ReplicateParts(settings)
+        rows_of = UnitRowsOf(OP)
         assert_that(units.copies | "Ids" >> beam.FlatMap(
                         lambda unit: [node["props"]["id"] for node in rows_of(unit).nodes]),
                     equal_to([synthetic_id(OP, t, r) for t in "ab" for r in range(3)]),

@@ -2,8 +2,8 @@
 
 ``ReadTemplates`` takes the parts the plan packed (``transforms.batch.TemplatePart``:
 whole components of templates, by internal node id) and reads each part in its own
-read transactions, after a reshuffle so that a runner can spread the parts over
-workers. Neither the launcher nor one transaction ever holds the whole tenant.
+read transactions, after the reshuffle that ``beam.Create`` does, so that a runner
+can spread the parts over workers. Neither the launcher nor one transaction ever holds the whole tenant.
 
 A part comes out as one ``PartTemplates``: its templates ``{"node", "id", "labels",
 "props"}`` in the part's order, and the relationships that touch them, each exactly
@@ -159,9 +159,9 @@ class ReadTemplates(beam.PTransform):
         self._parts = list(parts)
 
     def expand(self, pbegin):
+        # Create reshuffles what it creates, which spreads the parts over the workers.
         return (
             pbegin
             | "Parts" >> beam.Create(self._parts)
-            | "SpreadParts" >> beam.Reshuffle()
             | "ReadPart" >> beam.ParDo(_ReadPartFn(self._connection, self._selection))
         )

@@ -23,19 +23,21 @@ is 96 bits of BLAKE2b over (operation, template id, replica), so the same operat
 always makes the same ids (re-runs converge) and collisions at 10M nodes have a
 probability below 1e-15.
 
-``ReplicateParts`` turns each part into one ``CopyUnit`` per replica (main output) and,
-when the part is a slice of a component too large for one batch, one ``LinkUnit`` per
-replica for the relationships to the other slices (output ``links``). Units are
-compact references to the part; ``UnitRows`` expands one into the rows of its
-transaction in the sink's write thread, just before the write, so that full rows exist
-only for the transactions in flight.
+``ReplicateParts`` makes of each part what all its copies share (``replicate_part``:
+properties without the real resource's claims and with the markers, relationships
+classified), once, then one ``CopyUnit`` per replica (main output) and, when the part
+is a slice of a component too large for one batch, one ``LinkUnit`` per replica for the
+relationships to the other slices (output ``links``). Units are compact references to
+the replicated part; ``UnitRowsOf`` expands one into the rows of its transaction in
+the sink's write thread, just before the write, so that full rows exist only for the
+transactions in flight.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Any, Dict, Iterator, List, NamedTuple
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional
 
 import apache_beam as beam
 
@@ -79,11 +81,93 @@ def synthetic_id(operation_id: str, template_id: str, replica: int) -> str:
     return template_id + synthetic_suffix(operation_id, template_id, replica)
 
 
+class ReplicatedTemplate(NamedTuple):
+    """One template as every copy of it starts: its ``id``, the name to suffix (None:
+    it has none), its copy's labels, ``base`` (every property a copy carries except
+    ``id``, ``name`` and ``scale_replica``) and how many copies it gets."""
+
+    id: str
+    name: Optional[str]
+    labels: List[str]
+    base: Dict[str, Any]
+    copies: int
+
+
+class ReplicatedRelationship(NamedTuple):
+    """One template relationship as every copy of it is written: ``kind`` is
+    ``INTERNAL`` (``other``: the position of the other template in the part),
+    ``OUTGOING``/``INCOMING`` (``other``: the element id of the shared node it links to)
+    or ``LINK`` (``other``: the id of a template in another slice of its component);
+    ``own``: the position of its template in the part; ``props`` with the markers.
+    Relationships between templates always go from ``own`` to ``other``: the read
+    stage gives each once, from its start (``transforms.read``)."""
+
+    kind: str
+    own: int
+    other: Any
+    type: str
+    props: Dict[str, Any]
+
+
+INTERNAL, OUTGOING, INCOMING, LINK = "internal", "outgoing", "incoming", "link"
+
+
+class ReplicatedPart(NamedTuple):
+    """A part as replicate makes it, once for all its replicas."""
+
+    index: int
+    templates: List[ReplicatedTemplate]
+    relationships: List[ReplicatedRelationship]
+
+    @property
+    def has_links(self) -> bool:
+        return any(rel.kind == LINK for rel in self.relationships)
+
+
+def replicate_part(part: PartTemplates, settings: ReplicationSettings) -> ReplicatedPart:
+    """What every copy of the part shares: properties without the real resource's
+    claims and with the markers, relationships classified and carrying the markers."""
+    position = {template["id"]: i for i, template in enumerate(part.templates)}
+    templates = []
+    for template, copies in zip(part.templates, part.part.copies(settings.base_copies)):
+        props = template["props"]
+        base = {key: value for key, value in props.items()
+                if key not in NOT_COPIED_PROPERTIES and key not in ("id", "name")}
+        base.update(synthetic=True, scale_operation_id=settings.operation_id,
+                    template_source_id=template["id"], generation_strategy=GENERATION_STRATEGY,
+                    generation_timestamp=settings.generation_timestamp)
+        name = props.get("name")
+        labels = [RESOURCE_LABEL, *(label for label in template["labels"]
+                                    if label not in NOT_COPIED_LABELS)]
+        templates.append(ReplicatedTemplate(template["id"], name if isinstance(name, str) else None,
+                                            labels, base, copies))
+    relationships = []
+    for rel in part.relationships:
+        props = dict(rel.props)
+        props["scale_operation_id"] = settings.operation_id
+        props[RELATIONSHIP_KEY] = rel.element_id
+        other = rel.other_template_id
+        if other is None:
+            kind, target = (OUTGOING if rel.outgoing else INCOMING), rel.other_element_id
+        elif other in position:
+            kind, target = INTERNAL, position[other]
+        else:
+            # Only outgoing relationships reach other templates (transforms.read), so each
+            # link is written once, by the part of its start.
+            kind, target = LINK, other
+        relationships.append(ReplicatedRelationship(kind, position[rel.template_id], target,
+                                                    rel.type, props))
+    # Shared nodes are locked in one order by every transaction: no lock cycles.
+    relationships.sort(key=lambda rel: (rel.kind, rel.other) if rel.kind in (OUTGOING, INCOMING)
+                       else (rel.kind, ""))
+    return ReplicatedPart(part.part.index, templates, relationships)
+
+
 class CopyUnit(NamedTuple):
     """Replica ``replica`` of a part: its copies, the relationships among them and to
     shared nodes. Written in one transaction."""
 
-    part: PartTemplates
+    part: ReplicatedPart
     replica: int
 
 
@@ -91,7 +175,7 @@ class LinkUnit(NamedTuple):
     """Replica ``replica`` of the relationships from a part to other slices of its
     component. Written in one transaction once every copy unit is written."""
 
-    part: PartTemplates
+    part: ReplicatedPart
     replica: int
 
 
@@ -119,111 +203,75 @@ class UnitRows:
 
 
 class _ReplicatePartsFn(beam.DoFn):
-    def __init__(self, base_copies: int) -> None:
-        self._base_copies = base_copies
+    def __init__(self, settings: ReplicationSettings) -> None:
+        self._settings = settings
 
     def process(self, part: PartTemplates) -> Iterator:
-        copies = part.part.copies(self._base_copies)
-        in_part = {template["id"] for template in part.templates}
-        has_links = any(rel.other_template_id is not None and rel.other_template_id not in in_part
-                        for rel in part.relationships)
-        for replica in range(max(copies)):
-            yield CopyUnit(part, replica)
-            if has_links:
-                yield beam.pvalue.TaggedOutput(LINKS_TAG, LinkUnit(part, replica))
+        replicated = replicate_part(part, self._settings)
+        for replica in range(max(template.copies for template in replicated.templates)):
+            yield CopyUnit(replicated, replica)
+            if replicated.has_links:
+                yield beam.pvalue.TaggedOutput(LINKS_TAG, LinkUnit(replicated, replica))
 
 
 class ReplicateParts(beam.PTransform):
     """``PartTemplates`` → ``CopyUnit``s (main output) and ``LinkUnit``s (``links``)."""
 
-    def __init__(self, base_copies: int) -> None:
+    def __init__(self, settings: ReplicationSettings) -> None:
         super().__init__()
-        self._base_copies = base_copies
+        self._settings = settings
 
     def expand(self, parts):
         return parts | "ReplicateParts" >> beam.ParDo(
-            _ReplicatePartsFn(self._base_copies)).with_outputs(LINKS_TAG, main="copies")
+            _ReplicatePartsFn(self._settings)).with_outputs(LINKS_TAG, main="copies")
 
 
 class UnitRowsOf:
     """Expands a ``CopyUnit`` or ``LinkUnit`` into its ``UnitRows`` (the sink calls it in
-    its write threads; picklable)."""
+    its write threads, just before the write; picklable)."""
 
-    def __init__(self, settings: ReplicationSettings) -> None:
-        self._settings = settings
+    def __init__(self, operation_id: str) -> None:
+        self._operation_id = operation_id
 
     def __call__(self, unit) -> UnitRows:
         part, replica = unit
-        key = f"{self._settings.operation_id}/{part.part.index}/{replica}"
-        copied = {template["id"] for template, copies
-                  in zip(part.templates, part.part.copies(self._settings.base_copies))
-                  if copies > replica}
+        key = f"{self._operation_id}/{part.index}/{replica}"
         if isinstance(unit, LinkUnit):
-            return self._links(part, replica, copied, key + "/links")
-        return self._copies(part, replica, copied, key)
+            return self._links(part, replica, key + "/links")
+        return self._copies(part, replica, key)
 
-    def _copies(self, part: PartTemplates, replica: int, copied: set, key: str) -> UnitRows:
+    def _copies(self, part: ReplicatedPart, replica: int, key: str) -> UnitRows:
         rows = UnitRows(key)
-        position: Dict[str, int] = {}
-        for template in part.templates:
-            if template["id"] in copied:
-                position[template["id"]] = len(rows.nodes)
-                rows.nodes.append(self._node(template, replica))
-        in_part = {template["id"] for template in part.templates}
+        position: Dict[int, int] = {}  # template's position in the part → node's in the unit
+        for at, template in enumerate(part.templates):
+            if template.copies > replica:
+                position[at] = len(rows.nodes)
+                suffix = synthetic_suffix(self._operation_id, template.id, replica)
+                props = dict(template.base, id=template.id + suffix, scale_replica=replica)
+                if template.name is not None:
+                    props["name"] = template.name + suffix
+                rows.nodes.append({"labels": template.labels, "props": props})
         for rel in part.relationships:
-            if rel.template_id not in copied:
+            own = position.get(rel.own)
+            if own is None or rel.kind == LINK:
+                continue  # no copy in this replica; links are the LinkUnit's
+            if rel.kind == INTERNAL:
+                other = position.get(rel.other)
+                if other is not None:  # from own to other: see ReplicatedRelationship
+                    rows.internal.append({"s": own, "e": other, "type": rel.type, "props": rel.props})
+                # else: the other end has no copy in this replica (the component the
+                # partial replica splits): left out, never linked to the real template.
                 continue
-            own, props = position[rel.template_id], self._props(rel)
-            other = rel.other_template_id
-            if other is None:
-                side = rows.outgoing if rel.outgoing else rows.incoming
-                side.append({"own": own, "other": rel.other_element_id, "type": rel.type,
-                             "props": props})
-            elif other not in in_part:
-                continue  # a link: written by the LinkUnit of this replica
-            elif other in copied:
-                start, end = (own, position[other]) if rel.outgoing else (position[other], own)
-                rows.internal.append({"s": start, "e": end, "type": rel.type, "props": props})
-            # else: the other end has no copy in this replica (the component the partial
-            # replica splits): left out, never linked to the real template.
-        # Shared nodes are locked in one order by every transaction: no lock cycles.
-        rows.outgoing.sort(key=lambda rel: rel["other"])
-        rows.incoming.sort(key=lambda rel: rel["other"])
+            side = rows.outgoing if rel.kind == OUTGOING else rows.incoming
+            side.append({"own": own, "other": rel.other, "type": rel.type, "props": rel.props})
         return rows
 
-    def _links(self, part: PartTemplates, replica: int, copied: set, key: str) -> UnitRows:
+    def _links(self, part: ReplicatedPart, replica: int, key: str) -> UnitRows:
         rows = UnitRows(key)
-        operation_id = self._settings.operation_id
-        in_part = {template["id"] for template in part.templates}
         for rel in part.relationships:
-            other = rel.other_template_id
-            if rel.template_id not in copied or other is None or other in in_part:
-                continue
-            # Only outgoing relationships reach other templates (module read), so each
-            # link is written once, by the part of its start.
-            rows.links.append({"start": synthetic_id(operation_id, rel.template_id, replica),
-                               "end": synthetic_id(operation_id, other, replica),
-                               "type": rel.type, "props": self._props(rel)})
+            template = part.templates[rel.own]
+            if rel.kind == LINK and template.copies > replica:
+                rows.links.append({"start": synthetic_id(self._operation_id, template.id, replica),
+                                   "end": synthetic_id(self._operation_id, rel.other, replica),
+                                   "type": rel.type, "props": rel.props})
         return rows
-
-    def _node(self, template: Dict[str, Any], replica: int) -> Dict[str, Any]:
-        settings = self._settings
-        template_id, props = template["id"], template["props"]
-        suffix = synthetic_suffix(settings.operation_id, template_id, replica)
-        row = {key: value for key, value in props.items() if key not in NOT_COPIED_PROPERTIES}
-        row.update(id=template_id + suffix, synthetic=True,
-                   scale_operation_id=settings.operation_id, template_source_id=template_id,
-                   generation_strategy=GENERATION_STRATEGY,
-                   generation_timestamp=settings.generation_timestamp, scale_replica=replica)
-        name = props.get("name")
-        if isinstance(name, str):
-            row["name"] = name + suffix
-        labels = [RESOURCE_LABEL, *(label for label in template["labels"]
-                                    if label not in NOT_COPIED_LABELS)]
-        return {"labels": labels, "props": row}
-
-    def _props(self, rel: TemplateRelationship) -> Dict[str, Any]:
-        props = dict(rel.props)
-        props["scale_operation_id"] = self._settings.operation_id
-        props[RELATIONSHIP_KEY] = rel.element_id
-        return props

@@ -83,7 +83,14 @@ from transforms.connection import Neo4jConnection
 from transforms.demo import DemoTenantSpec
 from transforms.model import TemplateSelection
 from transforms.read import read_part
-from transforms.replicate import CopyUnit, LinkUnit, ReplicationSettings, UnitRows, UnitRowsOf
+from transforms.replicate import (
+    CopyUnit,
+    LinkUnit,
+    ReplicationSettings,
+    UnitRows,
+    UnitRowsOf,
+    replicate_part,
+)
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.neo4j]
 
@@ -437,17 +444,19 @@ class PlainRows:
 def make_plain_rows(driver: neo4j.Driver, database: str, tenant_id: str, size: Size,
                     operation_id: str) -> Tuple[PlainRows, Dict[str, int]]:
     """The rows the pipeline writes, under ``operation_id``, made by the project's own
-    functions outside Beam: plan → parts → ``read_part`` → ``UnitRowsOf`` of every copy
-    unit and link unit. Returns (rows, the plan's expected counts)."""
+    functions outside Beam: plan → parts → ``read_part`` → ``replicate_part`` →
+    ``UnitRowsOf`` of every copy unit and link unit. Returns (rows, the plan's expected
+    counts)."""
     plan = plan_scale_up(driver, database, TemplateSelection(tenant_id), size.factor, None,
                          MAX_NEW_NODES)
-    rows_of = UnitRowsOf(ReplicationSettings(operation_id, utc_now_iso(), plan.base_copies))
+    settings = ReplicationSettings(operation_id, utc_now_iso(), plan.base_copies)
+    rows_of = UnitRowsOf(operation_id)
     rows = PlainRows()
     for part in plan.parts:
-        templates = read_part(driver, database, plan.selection, part)
+        replicated = replicate_part(read_part(driver, database, plan.selection, part), settings)
         for replica in range(max(part.copies(plan.base_copies))):
-            rows.add(rows_of(CopyUnit(templates, replica)))
-            rows.add(rows_of(LinkUnit(templates, replica)))
+            rows.add(rows_of(CopyUnit(replicated, replica)))
+            rows.add(rows_of(LinkUnit(replicated, replica)))
     return rows, {"nodes": plan.new_node_count, "relationships": plan.new_relationship_count}
 
 
