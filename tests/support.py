@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from array import array
 import os
 import re
 import signal
@@ -17,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from array import array
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -24,6 +24,7 @@ import neo4j
 import pytest
 
 from pipelines import scale_up
+from pipelines.demo.load import load_demo_tenant
 from pipelines.operation.validate import validate_operation
 from pipelines.plan import ComponentSummary, ScalePlan
 from transforms.batch import TemplatePart
@@ -192,6 +193,26 @@ def component_rule(driver: neo4j.Driver, tenant: str, factor: float,
     left_out = sum(1 for a, b in edges if (a in extra) != (b in extra))
     return {"copies": {(i, t): base + (i in extra) for i, t in templates.items()},
             "components": components, "left_out": left_out}
+
+
+def scale_beside_another(connection, driver: neo4j.Driver, clear: Callable[[], None],
+                         tmp_path: Path, tenant, other_tenant, factors: Dict[str, float],
+                         *args: str) -> Dict[str, Any]:
+    """Empty the database, load two demo tenants (``DemoTenantSpec``s), scale the first
+    by each of ``factors`` (name → factor; operation ``op-<name>``, with ``args``).
+    Returns ``{"before": fingerprint before the scale-ups, "reports": {name: report},
+    "tmp_path"}``."""
+    clear()
+    load_demo_tenant(connection, tenant)
+    load_demo_tenant(connection, other_tenant)
+    before = fingerprint(driver)
+    reports = {}
+    for name, factor in factors.items():
+        code, report = run_scale_up(tmp_path, "--tenant-id", tenant.tenant_id, "--scale-factor",
+                                    str(factor), "--operation-id", f"op-{name}", *args)
+        assert code == 0, report
+        reports[name] = report
+    return {"before": before, "reports": reports, "tmp_path": tmp_path}
 
 
 def assert_exact(driver: neo4j.Driver, operation_id: str, expected: Dict[str, int],

@@ -13,9 +13,15 @@ import hashlib
 
 import pytest
 
-from pipelines.demo.load import load_demo_tenant
 from pipelines.operation.validate import validate_operation
-from tests.support import component_rule, fingerprint, operation_fingerprint, run_scale_up, scalar
+from tests.support import (
+    component_rule,
+    fingerprint,
+    operation_fingerprint,
+    run_scale_up,
+    scalar,
+    scale_beside_another,
+)
 from transforms.demo import DemoTenantSpec
 
 TENANT, OTHER_TENANT = "partial-tenant", "partial-beside"
@@ -31,19 +37,11 @@ RETURN count(*)
 
 @pytest.fixture(scope="module")
 def scaled(neo4j_connection, neo4j_driver, clear_neo4j, tmp_path_factory):
-    clear_neo4j()
-    load_demo_tenant(neo4j_connection, DemoTenantSpec(TENANT, resources=300, seed=21))
-    load_demo_tenant(neo4j_connection, DemoTenantSpec(OTHER_TENANT, resources=100, seed=22))
-    before = fingerprint(neo4j_driver)
-    tmp_path = tmp_path_factory.mktemp("partial")
-    reports = {}
-    for name, factor in FACTORS.items():
-        code, report = run_scale_up(tmp_path, "--tenant-id", TENANT, "--scale-factor", str(factor),
-                                    "--operation-id", f"op-{name}", "--batch-size", "60",
-                                    "--max-concurrent-writes", "3")
-        assert code == 0, report
-        reports[name] = report
-    return {"before": before, "reports": reports, "tmp_path": tmp_path}
+    return scale_beside_another(neo4j_connection, neo4j_driver, clear_neo4j,
+                                tmp_path_factory.mktemp("partial"),
+                                DemoTenantSpec(TENANT, resources=300, seed=21),
+                                DemoTenantSpec(OTHER_TENANT, resources=100, seed=22), FACTORS,
+                                "--batch-size", "60", "--max-concurrent-writes", "3")
 
 
 @pytest.mark.parametrize("name", FACTORS)

@@ -3,9 +3,15 @@ beside it, scaled by 2, 3.5 and 8, every result checked in the database."""
 
 import pytest
 
-from pipelines.demo.load import load_demo_tenant
 from pipelines.operation.validate import validate_operation
-from tests.support import component_rule, fingerprint, operation_fingerprint, run_scale_up, scalar
+from tests.support import (
+    component_rule,
+    fingerprint,
+    operation_fingerprint,
+    run_scale_up,
+    scalar,
+    scale_beside_another,
+)
 from transforms.demo import DemoTenantSpec
 from transforms.replicate import synthetic_id
 
@@ -26,19 +32,11 @@ def expected_copies(driver, tenant, factor, types=None):
 @pytest.fixture(scope="module")
 def scaled(neo4j_connection, neo4j_driver, clear_neo4j, tmp_path_factory):
     """Two demo tenants, scaled three times; what was there before, and each report."""
-    clear_neo4j()
-    load_demo_tenant(neo4j_connection, DemoTenantSpec(TENANT, resources=240, seed=11))
-    load_demo_tenant(neo4j_connection, DemoTenantSpec(OTHER_TENANT, resources=80, seed=12))
-    before = fingerprint(neo4j_driver)
-    tmp_path = tmp_path_factory.mktemp("reports")
-    reports = {}
-    for name, factor in FACTORS.items():
-        code, report = run_scale_up(
-            tmp_path, "--tenant-id", TENANT, "--scale-factor", str(factor),
-            "--operation-id", f"op-{name}", "--batch-size", "97", "--max-concurrent-writes", "4")
-        assert code == 0, report
-        reports[name] = report
-    return {"before": before, "reports": reports, "tmp_path": tmp_path}
+    return scale_beside_another(neo4j_connection, neo4j_driver, clear_neo4j,
+                                tmp_path_factory.mktemp("reports"),
+                                DemoTenantSpec(TENANT, resources=240, seed=11),
+                                DemoTenantSpec(OTHER_TENANT, resources=80, seed=12), FACTORS,
+                                "--batch-size", "97", "--max-concurrent-writes", "4")
 
 
 @pytest.mark.parametrize("name", FACTORS)
