@@ -15,6 +15,7 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
 )
 
+from pipelines.cli import one_line
 from transforms.model import METRICS_NAMESPACE, DeadLetter
 
 _LOG = logging.getLogger("dead_letters")
@@ -96,13 +97,15 @@ def metric_totals(result: beam.runners.runner.PipelineResult) -> Dict[str, Any]:
     return {"counters": counters, "distributions": distributions}
 
 
-#: Longest identity or reason a dead-letter log line shows (rows can be megabytes).
+#: Longest identity or reason a dead-letter log line shows (rows can be megabytes, and
+#: Neo4j quotes a value it refuses in its message).
 DEAD_LETTER_LOG_CHARS = 300
 
 
 def log_dead_letter(dead_letter: DeadLetter) -> None:
     """Log one record that could not be written: what it was and why (counted by the
-    ``dead_letters`` metric where it was refused), cut to a readable length."""
-    _LOG.error("not written: %s %s (%s)", dead_letter.kind,
-               str(dead_letter.identity)[:DEAD_LETTER_LOG_CHARS],
-               str(dead_letter.reason)[:DEAD_LETTER_LOG_CHARS])
+    ``dead_letters`` metric where it was refused), as one line of readable length; the
+    record itself is never logged."""
+    _LOG.error("not written: %s %s (%s)", *(one_line(part, DEAD_LETTER_LOG_CHARS) for part in
+                                            (dead_letter.kind, dead_letter.identity,
+                                             dead_letter.reason)))

@@ -311,10 +311,24 @@ NEXT_STEP = "next_step"
 
 
 def _fail(message: str, error: BaseException) -> None:
-    """One line, so that the last ``error:`` line says it all (driver errors span lines)."""
+    """One line, so that the last ``error:`` line says it all (driver errors span lines,
+    and a message that quotes data is cut)."""
     next_step = getattr(error, NEXT_STEP, None)
-    text = " ".join(message.split()) + (f"; {next_step}" if next_step else "")
+    text = one_line(message, MAX_ERROR_CHARS) + (f"; {next_step}" if next_step else "")
     print(f"error: {text}", file=sys.stderr)
+
+
+#: Longest message an ``error:`` line quotes (an error can quote a refused value).
+MAX_ERROR_CHARS = 1000
+
+
+def one_line(value: Any, limit: int) -> str:
+    """``str(value)`` as one line of at most ``limit`` characters (plus a note of the
+    full length): runs of whitespace, line breaks included, become one space."""
+    text = " ".join(str(value).split())
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text):,} characters)"
 
 
 def parsed(parse: Callable[[], T], bad_input: Tuple[Type[BaseException], ...] = (UsageError,)
