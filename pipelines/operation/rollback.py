@@ -33,7 +33,6 @@ recent ones; unknown tenant: the tenants; the tenant-wide form without ``--yes``
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -44,9 +43,13 @@ import neo4j
 import neo4j.exceptions
 
 from pipelines.cli import (
+    PROGRESS_INTERVAL_RANGE_S,
+    CommandParser,
     ProgressReporter,
     UsageError,
     add_connection_arguments,
+    check_not_blank,
+    check_number,
     configure_logging,
     run_command,
 )
@@ -259,7 +262,7 @@ def _describe(counts: Dict[str, Any]) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     configure_logging()
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m pipelines.rollback",
         description="Delete exactly what a scale operation created (or every synthetic "
                     "resource of a tenant), leaving everything else untouched.")
@@ -279,7 +282,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              "each also deletes their relationships")
     parser.add_argument("--progress-interval", dest="progress_interval", type=float,
                         default=PROGRESS_INTERVAL_S,
-                        help="seconds between progress lines on stderr (default 5)")
+                        help="seconds between progress lines on stderr (0.01-3600, default 5)")
     parser.add_argument("--json", action="store_true",
                         help="print the result as one JSON line (the last line on stdout)")
     add_connection_arguments(parser)
@@ -292,8 +295,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--all-synthetic goes with --tenant-id, not with --operation-id")
     if not 1 <= args.batch_size <= MAX_BATCH_SIZE:
         parser.error(f"--batch-size must be from 1 to {MAX_BATCH_SIZE:,}, got {args.batch_size}")
-    if args.progress_interval <= 0:
-        parser.error(f"--progress-interval must be positive, got {args.progress_interval}")
+    try:
+        check_not_blank("--operation-id", args.operation_id)
+        check_not_blank("--tenant-id", args.tenant_id)
+        check_number("--progress-interval", args.progress_interval, *PROGRESS_INTERVAL_RANGE_S)
+    except UsageError as error:
+        parser.error(str(error))
 
     def command(driver: neo4j.Driver, database: str) -> int:
         if args.operation_id is not None:
