@@ -16,7 +16,7 @@ from pipelines.cli import MAX_ERROR_CHARS, exit_code_of
 from tests.support import scalar
 from transforms.cypher import node_kind
 from transforms.model import DeadLetter
-from transforms.write import WriteToNeo4j
+from transforms.write import RowBatches, WriteToNeo4j
 
 MEGABYTE = 1_000_000
 #: A property value Neo4j refuses (a map), quoting it whole in its message.
@@ -31,10 +31,9 @@ def test_a_refused_megabyte_row_is_logged_as_one_short_line(neo4j_graph, neo4j_d
     caplog.set_level(logging.INFO)
     rows = [{"id": "dl-1"}, {"id": "dl-big", **REFUSED}, {"id": "dl-2"}]
     pipeline = beam.Pipeline(options=pipeline_options([]))
-    nodes = pipeline | "Nodes" >> beam.Create([((node_kind("Resource"), 0), [rows])])
-    relationships = pipeline | "Relationships" >> beam.Create([])
-    ((nodes, relationships) | WriteToNeo4j(neo4j_graph, max_concurrent_writes=1)
-     | beam.Map(log_dead_letter))
+    written = (pipeline | beam.Create([((node_kind("Resource"), 0), [rows])])
+               | WriteToNeo4j(neo4j_graph, RowBatches(), max_concurrent_writes=1))
+    written.dead_letter | beam.Map(log_dead_letter)
     result = pipeline.run()
     result.wait_until_finish()
 

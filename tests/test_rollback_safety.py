@@ -45,10 +45,12 @@ def created_by(driver: neo4j.Driver, operation_ids: Sequence[str]) -> Tuple[int,
 
 def outside(driver: neo4j.Driver, operation_ids: Sequence[str]) -> Tuple[int, int, str]:
     """(nodes, relationships, sorted JSON) of everything but what the operations created
-    (``created_by``) and their records: what a rollback must leave exactly as it was."""
+    (``created_by``), their records and ledgers: what a rollback must leave exactly as it
+    was."""
     mine = "(x.synthetic = true AND x.scale_operation_id IN $ops)"
     nodes = driver.execute_query(
         f"MATCH (x) WHERE NOT {mine} AND NOT (x:ScaleOperation AND x.id IN $ops) "
+        "AND NOT (x:ScaleBatch AND x.operation_id IN $ops) "
         "RETURN elementId(x) AS id, labels(x) AS labels, properties(x) AS props",
         ops=list(operation_ids)).records
     relationships = driver.execute_query(
