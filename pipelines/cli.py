@@ -444,8 +444,11 @@ def _exit_code(connection: Neo4jConnection, action: Callable[[], int],
         _fail(f"Neo4j at {connection.uri} refused the credentials of user "
               f"{connection.user!r}; check NEO4J_USER and NEO4J_PASSWORD", error)
     except (neo4j.exceptions.ServiceUnavailable, OSError) as error:
-        _fail(f"cannot reach Neo4j at {connection.uri}: {_root_cause(error)}; check that the "
-              "server runs and that --neo4j-uri or NEO4J_URI is its Bolt address", error)
+        if isinstance(error, OSError) and error.filename:  # a file, not the server
+            _fail(f"cannot write {error.filename}: {error.strerror}", error)
+        else:
+            _fail(f"cannot reach Neo4j at {connection.uri}: {_root_cause(error)}; check that "
+                  "the server runs and that --neo4j-uri or NEO4J_URI is its Bolt address", error)
     except (neo4j.exceptions.Neo4jError, neo4j.exceptions.DriverError) as error:
         if getattr(error, "code", None) == "Neo.ClientError.Security.AuthenticationRateLimit":
             _fail(f"Neo4j at {connection.uri} refuses user {connection.user!r} for a few seconds "
