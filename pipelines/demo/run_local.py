@@ -45,12 +45,13 @@ DEFAULT_SCALE_FACTOR = "8"
 
 
 @contextlib.contextmanager
-def _neo4j(home: Path, given: Optional[Neo4jConnection]) -> Iterator[Neo4jConnection]:
-    """The ``given`` connection (the user named a server), else a local server that
-    lives as long as the block, whose address and password file are put into this
-    process's environment: the scale-up and its workers read the connection from there."""
+def _neo4j(home: Path, given: Optional[Neo4jConnection], source: str) -> Iterator[Neo4jConnection]:
+    """The ``given`` connection (the user named a server, in ``source``), else a local
+    server that lives as long as the block, whose address and password file are put into
+    this process's environment: the scale-up and its workers read the connection from
+    there."""
     if given is not None:
-        _LOG.info("using the Neo4j at %s", given.uri)
+        _LOG.info("using the Neo4j at %s (%s)", given.uri, source)
         yield given
         return
     with LocalNeo4j(home) as server:
@@ -101,13 +102,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if arguments is None:
         return 2
     spec, flagged = arguments
-    named = "NEO4J_URI" in os.environ or any(
-        argument.split("=", 1)[0] == "--neo4j-uri" for argument in scale_up_args)
+    flag = any(argument.split("=", 1)[0] == "--neo4j-uri" for argument in scale_up_args)
+    named = flag or "NEO4J_URI" in os.environ
     # The operation resumes with this command: its own flags, then the scale-up's.
     program = ["./run_local.sh", "--resources", str(args.resources), "--seed", str(args.seed),
                "--home", str(args.home)]
     try:
-        with _neo4j(args.home, flagged if named else None) as connection:
+        with _neo4j(args.home, flagged if named else None,
+                    "--neo4j-uri" if flag else "$NEO4J_URI") as connection:
             return exit_code_of(connection,
                                 lambda: _load_and_scale_up(connection, spec, scale_up_args, program))
     except InfraError as error:
