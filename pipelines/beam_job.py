@@ -13,8 +13,11 @@ from apache_beam.options.pipeline_options import (
     PipelineOptions,
     PortableOptions,
     StandardOptions,
+    _BeamArgumentParser,
 )
+from apache_beam.runners.runner import PipelineRunner, create_runner
 
+from pipelines.cli import UsageError, closest, flags_of, one_line, unknown_argument
 from transforms.model import METRICS_NAMESPACE, DeadLetter
 
 _LOG = logging.getLogger("dead_letters")
@@ -36,6 +39,59 @@ def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
     runner = standard.runner or DEFAULT_RUNNER
     standard.runner = _RUNNER_PATHS.get(runner, runner)
     return options
+
+
+class _BeamFlags(_BeamArgumentParser):
+    """Beam's own parser of pipeline flags (it knows ``ValueProvider`` flags), with
+    every flag spelt out and a bad value reported as ``UsageError``."""
+
+    def __init__(self) -> None:
+        super().__init__(allow_abbrev=False, add_help=False)
+        # As Beam reads its flags: every direct subclass of PipelineOptions adds its own.
+        # Only Beam's: a subclass of this project's (the scale-up's) has its own parser.
+        for options_class in PipelineOptions.__subclasses__():
+            if options_class.__module__.startswith("apache_beam."):
+                options_class._add_argparse_args(self)
+
+    def error(self, message: str):
+        raise UsageError(message)
+
+
+def check_beam_arguments(beam_args: Sequence[str], own_flags: Sequence[str]) -> None:
+    """``UsageError`` unless every one of ``beam_args`` (what a command's own parser left)
+    is a Beam pipeline flag with a value Beam takes, and ``--runner`` names a runner.
+
+    Beam itself drops a flag it does not know with one log line, so a misspelt flag of
+    ours (``--rollback-on-falure``) would silently not apply; here it is an error that
+    suggests the closest of ``own_flags`` and Beam's flags.
+    """
+    parser = _BeamFlags()
+    known, unknown = parser.parse_known_args(list(beam_args))
+    if unknown:
+        raise unknown_argument(unknown, [*own_flags, *flags_of(parser)])
+    if known.runner is not None:
+        check_runner(known.runner)
+
+
+def check_runner(name: str) -> None:
+    """``UsageError`` unless Beam can make a runner of ``--runner name`` (a name Beam
+    knows, our ``FnApiRunner``, or the module path of a ``PipelineRunner`` class):
+    checked by making one, as the pipeline will."""
+    try:
+        runner = create_runner(_RUNNER_PATHS.get(name, name))
+    except ValueError:
+        names = sorted({*StandardOptions.KNOWN_RUNNER_NAMES, DEFAULT_RUNNER})
+        close = closest(name, names, cutoff=0.8)  # all end in "Runner"
+        raise UsageError(
+            f"--runner {name}: Beam has no such runner"
+            + (f"; did you mean {close}?" if close else "")
+            + f" (runners: {', '.join(names)}, or the module path of a PipelineRunner class)"
+        ) from None
+    except Exception as error:  # noqa: BLE001 - an import of a user's path can raise anything
+        raise UsageError(f"--runner {name}: cannot load it ({type(error).__name__}: "
+                         f"{one_line(error, 300)})") from None
+    if not isinstance(runner, PipelineRunner):
+        raise UsageError(f"--runner {name}: {type(runner).__name__} is not a Beam PipelineRunner")
 
 
 def runner_name(options: PipelineOptions) -> str:
@@ -96,13 +152,15 @@ def metric_totals(result: beam.runners.runner.PipelineResult) -> Dict[str, Any]:
     return {"counters": counters, "distributions": distributions}
 
 
-#: Longest identity or reason a dead-letter log line shows (rows can be megabytes).
+#: Longest identity or reason a dead-letter log line shows (rows can be megabytes, and
+#: Neo4j quotes a value it refuses in its message).
 DEAD_LETTER_LOG_CHARS = 300
 
 
 def log_dead_letter(dead_letter: DeadLetter) -> None:
     """Log one record that could not be written: what it was and why (counted by the
-    ``dead_letters`` metric where it was refused), cut to a readable length."""
-    _LOG.error("not written: %s %s (%s)", dead_letter.kind,
-               str(dead_letter.identity)[:DEAD_LETTER_LOG_CHARS],
-               str(dead_letter.reason)[:DEAD_LETTER_LOG_CHARS])
+    ``dead_letters`` metric where it was refused), as one line of readable length; the
+    record itself is never logged."""
+    _LOG.error("not written: %s %s (%s)", *(one_line(part, DEAD_LETTER_LOG_CHARS) for part in
+                                            (dead_letter.kind, dead_letter.identity,
+                                             dead_letter.reason)))

@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import json
 import logging
+import math
 import os
 import shutil
 import signal
 import sys
 import threading
 import time
+import urllib.parse
 from types import FrameType
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Type, TypeVar
 
@@ -60,9 +63,154 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def connection_from(args: argparse.Namespace) -> Neo4jConnection:
-    """The connection named by the flags, completed from the environment."""
-    return Neo4jConnection.from_environment(
+    """The connection named by the flags, completed from the environment; ``UsageError``
+    if its URI is not one the driver can use (``check_uri``)."""
+    connection = Neo4jConnection.from_environment(
         uri=args.neo4j_uri, user=args.neo4j_user, database=args.neo4j_database)
+    check_uri(connection.uri, "--neo4j-uri" if args.neo4j_uri else "NEO4J_URI")
+    return connection
+
+
+#: The URI schemes of Bolt: direct (bolt) or routed (neo4j); +s verifies the server's
+#: certificate, +ssc encrypts without verifying it.
+URI_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
+
+
+def check_uri(uri: str, source: str) -> None:
+    """``UsageError`` unless ``uri`` is ``SCHEME://HOST[:PORT]`` with a Bolt scheme
+    (``URI_SCHEMES``), a host and, if given, a port from 1 to 65535; ``neo4j`` schemes
+    may add a routing context (``?key=value``). ``source`` names where it came from.
+
+    The driver takes far more than it can use (``http://`` fails later with a traceback
+    about a missing module, ``bolt://h:99999`` when it connects). Credentials in the URI
+    are refused, and not repeated in the message.
+    """
+    parts = urllib.parse.urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if scheme not in URI_SCHEMES:
+        problem = f"its scheme must be one of {', '.join(URI_SCHEMES)}"
+    elif "@" in parts.netloc:
+        problem = ("it must not hold credentials: the user goes in --neo4j-user or NEO4J_USER, "
+                   "the password in NEO4J_PASSWORD or NEO4J_PASSWORD_FILE")
+        uri = parts._replace(netloc="…@" + parts.netloc.rsplit("@", 1)[1]).geturl()
+    elif not parts.hostname:
+        problem = "it names no host"
+    elif not _has_valid_port(parts):
+        problem = "its port must be a number from 1 to 65535"
+    elif parts.path not in ("", "/") or parts.fragment:
+        problem = "it must not have a path or a fragment"
+    elif parts.query and not scheme.startswith("neo4j"):
+        problem = "only neo4j:// URIs take a routing context (?key=value)"
+    else:
+        return
+    raise UsageError(f"{source} {uri!r} is not a Neo4j URI: {problem} "
+                     "(e.g. bolt://localhost:7687)")
+
+
+def _has_valid_port(parts: urllib.parse.SplitResult) -> bool:
+    try:
+        port = parts.port  # ValueError: not a number, or above 65535
+    except ValueError:
+        return False
+    return port is None or port >= 1
+
+
+class CommandParser(argparse.ArgumentParser):
+    """The parser of every command: bad flags exit with 2 and one ``error:`` line.
+
+    An unknown flag is named, with the closest known one (``did you mean``), before
+    anything else is read from the command line; flags are never abbreviated
+    (``--rollback`` is not ``--rollback-on-failure``). Commands that pass flags on to
+    Beam take theirs with ``parse_known_args`` and check the rest with
+    ``pipelines.beam_job.check_beam_arguments``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        known = self.flags()
+        for argument in args:
+            if argument == "--":
+                break
+            if argument.startswith("--") and argument.split("=", 1)[0] not in known:
+                self.error(str(unknown_argument([argument], known)))
+        return super().parse_args(args, namespace)
+
+    def flags(self) -> List[str]:
+        return flags_of(self)
+
+    def error(self, message: str):
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def flags_of(parser: argparse.ArgumentParser) -> List[str]:
+    """Every flag ``parser`` knows (``--tenant-id``, ``-h``...)."""
+    return [flag for action in parser._actions for flag in action.option_strings]
+
+
+def unknown_argument(arguments: Sequence[str], known_flags: Sequence[str]) -> UsageError:
+    """The error for the first of ``arguments`` that no parser took: an unknown flag,
+    with the closest of ``known_flags`` if one is close (difflib), or a stray value."""
+    first = arguments[0]
+    if not first.startswith("-"):
+        return UsageError(f"unexpected argument {first!r} (see --help)")
+    flag = first.split("=", 1)[0]
+    close = closest(flag, known_flags)
+    return UsageError(f"unknown flag {flag}; " + (f"did you mean {close}?" if close else "see --help"))
+
+
+def closest(name: str, candidates: Sequence[str], cutoff: float = 0.6) -> Optional[str]:
+    """The one candidate that ``name`` begins (``--rollback``), else the candidate most
+    like it (difflib, leading dashes aside) if one is close enough."""
+    extensions = [candidate for candidate in candidates if candidate.startswith(name)]
+    if len(extensions) == 1:
+        return extensions[0]
+    by_stem = {candidate.lstrip("-"): candidate for candidate in candidates}
+    close = difflib.get_close_matches(name.lstrip("-"), list(by_stem), n=1, cutoff=cutoff)
+    return by_stem[close[0]] if close else None
+
+
+def check_number(flag: str, value: float, low: float, high: float) -> None:
+    """``UsageError`` unless ``value`` is a finite number from ``low`` to ``high``
+    (argparse's ``float`` takes ``nan`` and ``inf``)."""
+    if not (math.isfinite(value) and low <= value <= high):
+        raise UsageError(f"{flag} must be a finite number from {low:g} to {high:g}, got {value}")
+
+
+def check_not_blank(flag: str, value: Optional[str]) -> None:
+    """``UsageError`` if ``value`` was given but is empty or only whitespace."""
+    if value is not None and not value.strip():
+        raise UsageError(f"{flag} must not be empty")
+
+
+def check_writable(flag: str, path: str) -> None:
+    """``UsageError`` unless the file ``path`` can be written: its directory exists and
+    takes a new file, or the file exists and can be opened for writing. Found out by
+    opening it for appending (which changes nothing) and removing it again if it did
+    not exist, so a run that stops before its end leaves no file behind."""
+    if os.path.isdir(path):
+        raise UsageError(f"{flag} {path}: is a directory; give a file name")
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise UsageError(f"{flag} {path}: {directory} is not a directory")
+    if not os.path.isdir(directory):
+        raise UsageError(f"{flag} {path}: directory {directory} does not exist; create it first")
+    existed = os.path.exists(path)
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as error:
+        raise UsageError(f"{flag} {path}: cannot write it ({error.strerror}); give a writable path") from None
+    if not existed:
+        os.remove(path)
+
+
+#: Seconds between progress lines: from often enough to watch a small run to hourly.
+PROGRESS_INTERVAL_RANGE_S = (0.01, 3600.0)
 
 
 def add_logging_arguments(parser: argparse.ArgumentParser) -> None:
@@ -296,9 +444,17 @@ def _exit_code(connection: Neo4jConnection, action: Callable[[], int],
         _fail(f"Neo4j at {connection.uri} refused the credentials of user "
               f"{connection.user!r}; check NEO4J_USER and NEO4J_PASSWORD", error)
     except (neo4j.exceptions.ServiceUnavailable, OSError) as error:
-        _fail(f"cannot reach Neo4j at {connection.uri}: {error}", error)
+        if isinstance(error, OSError) and error.filename:  # a file, not the server
+            _fail(f"cannot write {error.filename}: {error.strerror}", error)
+        else:
+            _fail(f"cannot reach Neo4j at {connection.uri}: {_root_cause(error)}; check that "
+                  "the server runs and that --neo4j-uri or NEO4J_URI is its Bolt address", error)
     except (neo4j.exceptions.Neo4jError, neo4j.exceptions.DriverError) as error:
-        _fail(f"Neo4j at {connection.uri} failed: {error}", error)
+        if getattr(error, "code", None) == "Neo.ClientError.Security.AuthenticationRateLimit":
+            _fail(f"Neo4j at {connection.uri} refuses user {connection.user!r} for a few seconds "
+                  "after repeated wrong passwords; check NEO4J_USER and NEO4J_PASSWORD", error)
+        else:
+            _fail(f"Neo4j at {connection.uri} failed: {error}", error)
     except Exception as error:  # noqa: BLE001 - a scheduler needs a message and exit 1
         _TRACEBACKS.error("failed", exc_info=True)
         _fail(f"{type(error).__name__}: {error} (-v or --log-file shows the traceback)", error)
@@ -311,10 +467,35 @@ NEXT_STEP = "next_step"
 
 
 def _fail(message: str, error: BaseException) -> None:
-    """One line, so that the last ``error:`` line says it all (driver errors span lines)."""
+    """One line, so that the last ``error:`` line says it all (driver errors span lines,
+    and a message that quotes data is cut)."""
     next_step = getattr(error, NEXT_STEP, None)
-    text = " ".join(message.split()) + (f"; {next_step}" if next_step else "")
+    text = one_line(message, MAX_ERROR_CHARS) + (f"; {next_step}" if next_step else "")
     print(f"error: {text}", file=sys.stderr)
+
+
+def _root_cause(error: BaseException) -> str:
+    """What the driver says went wrong; for a routed URI, whose error only says "Unable
+    to retrieve routing information", what the first of its attempts ran into."""
+    cause = error.__cause__
+    if not isinstance(cause, BaseExceptionGroup):
+        return str(error)
+    while isinstance(cause, BaseExceptionGroup) and cause.exceptions:
+        cause = cause.exceptions[0]
+    return str(cause)
+
+
+#: Longest message an ``error:`` line quotes (an error can quote a refused value).
+MAX_ERROR_CHARS = 1000
+
+
+def one_line(value: Any, limit: int) -> str:
+    """``str(value)`` as one line of at most ``limit`` characters (plus a note of the
+    full length): runs of whitespace, line breaks included, become one space."""
+    text = " ".join(str(value).split())
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text):,} characters)"
 
 
 def parsed(parse: Callable[[], T], bad_input: Tuple[Type[BaseException], ...] = (UsageError,)
@@ -332,8 +513,9 @@ def parsed(parse: Callable[[], T], bad_input: Tuple[Type[BaseException], ...] = 
 
 def run_command(args: argparse.Namespace,
                 command: Callable[[neo4j.Driver, str], int]) -> int:
-    """Run ``command(driver, database)`` on the connection of the flags; return its exit
-    code, under ``exit_code_of``'s rules (an unreadable password file is bad input)."""
+    """Run ``command(driver, database)`` on the connection of the flags, once ``connect``
+    has checked it; return its exit code, under ``exit_code_of``'s rules (an unreadable
+    password file is bad input)."""
     def parse() -> Neo4jConnection:
         configure_logging(args.verbose, args.log_file)
         return connection_from(args)
@@ -343,10 +525,52 @@ def run_command(args: argparse.Namespace,
         return 2
 
     def with_driver() -> int:
-        with connection.open_driver() as driver:
+        with connect(connection) as driver:
             return command(driver, connection.database)
 
     return exit_code_of(connection, with_driver)
+
+
+class UnknownDatabaseError(UsageError):
+    """The server has no database of that name; the message lists those it has."""
+
+
+@contextlib.contextmanager
+def connect(connection: Neo4jConnection) -> Iterator[neo4j.Driver]:
+    """A driver on ``connection``, proven usable before anything runs on it: the server
+    answers, takes the credentials and has the database. Closed when the block ends.
+
+    Every command connects through here. The proof is one query in a session, which
+    the driver does not retry: an unreachable server fails within the connection
+    timeouts (a few seconds) with one error, instead of the 30 s of retries, and
+    their log lines, of the first ``execute_query``. Raises the driver's
+    ``ServiceUnavailable`` or ``AuthError`` (``exit_code_of`` words them) and
+    ``UnknownDatabaseError``.
+    """
+    driver = connection.open_driver()
+    try:
+        try:
+            with driver.session(database=connection.database) as session:
+                session.run("RETURN 1").consume()
+        except neo4j.exceptions.ClientError as error:
+            if error.code != "Neo.ClientError.Database.DatabaseNotFound":
+                raise
+            raise _unknown_database(driver, connection) from None
+        yield driver
+    finally:
+        driver.close()
+
+
+def _unknown_database(driver: neo4j.Driver, connection: Neo4jConnection) -> UnknownDatabaseError:
+    """The error for a database the server does not have, with the databases it has
+    when the user may list them (``SHOW DATABASES`` on ``system``)."""
+    message = f"database {connection.database!r} does not exist on {connection.uri}"
+    try:
+        with driver.session(database="system", default_access_mode=neo4j.READ_ACCESS) as session:
+            names = sorted({record["name"] for record in session.run("SHOW DATABASES YIELD name")})
+    except neo4j.exceptions.Neo4jError:  # not allowed to list them: the plain message
+        return UnknownDatabaseError(f"{message}; check --neo4j-database or NEO4J_DATABASE")
+    return UnknownDatabaseError(f"{message}; databases there: {', '.join(names) or 'none'}")
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

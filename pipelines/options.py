@@ -16,7 +16,17 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.cli import UsageError, add_connection_arguments, connection_from
+from pipelines.beam_job import check_beam_arguments
+from pipelines.cli import (
+    PROGRESS_INTERVAL_RANGE_S,
+    CommandParser,
+    UsageError,
+    add_connection_arguments,
+    check_not_blank,
+    check_number,
+    check_writable,
+    connection_from,
+)
 from transforms.connection import Neo4jConnection
 from transforms.write import MAX_CONCURRENT_WRITES
 
@@ -73,7 +83,7 @@ class ScaleUpOptions(PipelineOptions):
         add_connection_arguments(parser)
         parser.add_argument("--progress-interval", dest="progress_interval", type=float,
                             default=PROGRESS_INTERVAL_S,
-                            help="seconds between progress lines on stderr (default 5)")
+                            help="seconds between progress lines on stderr (0.01-3600, default 5)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,18 +117,24 @@ class ScaleUpConfig:
         }
 
 
-def parse_arguments(argv: Optional[Sequence[str]]) -> Tuple[ScaleUpConfig, Neo4jConnection, List[str]]:
+def parse_arguments(argv: Optional[Sequence[str]], other_flags: Sequence[str] = ()
+                    ) -> Tuple[ScaleUpConfig, Neo4jConnection, List[str]]:
     """Our flags → ``ScaleUpConfig`` and the connection; the rest are Beam's flags.
 
-    Raises ``UsageError`` for values argparse accepts but that make no sense.
+    Everything is checked here, before anything connects or writes: every flag is ours
+    or Beam's, values are in range, the runner exists, the report path is writable, the
+    URI is well-formed. Raises ``UsageError`` (argparse's own errors exit with 2).
+    ``other_flags``: flags of a command that passes the rest on to this one
+    (``run_local``), so that a misspelt one of them is suggested too.
     """
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m pipelines.scale_up",
         description="Scale up an Azure tenant graph in Neo4j with synthetic copies of its "
                     "resources. Any Apache Beam pipeline flag (e.g. --runner) is passed on.",
     )
     ScaleUpOptions._add_argparse_args(parser)
     args, beam_args = parser.parse_known_args(argv)
+    check_beam_arguments(beam_args, [*parser.flags(), *other_flags])
     if not args.tenant_id or not args.tenant_id.strip():
         raise UsageError("--tenant-id is required (the tenant_id of the resources to copy)")
     if args.scale_factor is None and args.target_count is None:
@@ -132,11 +148,13 @@ def parse_arguments(argv: Optional[Sequence[str]]) -> Tuple[ScaleUpConfig, Neo4j
                          f"got {args.max_concurrent_writes}")
     if args.batch_size is not None and not 1 <= args.batch_size <= MAX_BATCH_SIZE:
         raise UsageError(f"--batch-size must be from 1 to {MAX_BATCH_SIZE}, got {args.batch_size}")
-    if args.progress_interval <= 0:
-        raise UsageError(f"--progress-interval must be positive, got {args.progress_interval}")
+    check_number("--progress-interval", args.progress_interval, *PROGRESS_INTERVAL_RANGE_S)
+    check_not_blank("--operation-id", args.operation_id)
     operation_id = args.operation_id or f"scale-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     if not operation_id.isprintable() or len(operation_id) > 200:
         raise UsageError("--operation-id must be printable and at most 200 characters")
+    if args.report is not None:
+        check_writable("--report", args.report)
     resource_types = None
     if args.resource_types:
         resource_types = tuple(sorted({t.strip() for arg in args.resource_types

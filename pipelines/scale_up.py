@@ -32,6 +32,7 @@ from pipelines.cli import (
     ProgressReporter,
     UsageError,
     configure_logging,
+    connect,
     exit_code_of,
     parsed,
     print_result,
@@ -113,8 +114,7 @@ def scale_up(config: ScaleUpConfig, connection: Neo4jConnection,
     """
     started, rss_start_mb = time.monotonic(), psutil.Process().memory_info().rss / 2**20
     resume = resume or resume_command(PROGRAM, (), config.operation_id)
-    with connection.open_driver() as driver:
-        driver.verify_connectivity()
+    with connect(connection) as driver:
         database = connection.database
         plan = plan_scale_up(driver, database,
                              TemplateSelection(config.tenant_id, config.resource_types),

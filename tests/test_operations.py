@@ -187,14 +187,15 @@ def test_stats_of_one_tenant_and_the_command(graph, neo4j_driver, capsys):
 
 # --------------------------------------------------------------------------- rollback
 
-def _add_stray_relationship(driver, operation_id: str) -> None:
-    """A relationship marked with the operation between two real resources: the
-    defensive pass must find and delete it."""
-    driver.execute_query(
+def _add_stray_relationship(driver, operation_id: str) -> str:
+    """A relationship marked with the operation between two real resources (no scale-up
+    writes one): the rollback must leave it. Returns its element id."""
+    return driver.execute_query(
         "MATCH (a:Resource {tenant_id: $t}) WHERE NOT a:Original AND a.synthetic IS NULL "
         "WITH a ORDER BY a.id LIMIT 2 WITH collect(a) AS ends "
         "WITH ends[0] AS a, ends[1] AS b "
-        "CREATE (a)-[:DEPENDS_ON {scale_operation_id: $op}]->(b)", t=OTHER, op=operation_id)
+        "CREATE (a)-[r:DEPENDS_ON {scale_operation_id: $op}]->(b) RETURN elementId(r)",
+        t=OTHER, op=operation_id).records[0][0]
 
 
 @pytest.mark.parametrize("via", ["function", "command-batches-of-7"])
@@ -203,10 +204,10 @@ def test_rollback_of_one_operation_deletes_exactly_what_it_created(graph, neo4j_
     database = graph["database"]
     operation_id = f"op-a-{via}"
     report = run_scale_up(graph["tmp_path"], operation_id, TENANT, 2.0)
-    _add_stray_relationship(neo4j_driver, operation_id)
-    nodes, relationships = tuple(operation_counts(neo4j_driver, operation_id).values())
-    assert nodes == report["written"]["nodes"] > 0
-    assert relationships == report["written"]["relationships"] + 1
+    stray = _add_stray_relationship(neo4j_driver, operation_id)
+    nodes, marked = tuple(operation_counts(neo4j_driver, operation_id).values())
+    relationships = report["written"]["relationships"]
+    assert nodes == report["written"]["nodes"] > 0 and marked == relationships + 1
     before = fingerprint(neo4j_driver, [operation_id])
 
     if via == "function":
@@ -224,7 +225,11 @@ def test_rollback_of_one_operation_deletes_exactly_what_it_created(graph, neo4j_
 
     assert (result["nodes_deleted"], result["relationships_deleted"]) == (nodes, relationships)
     assert result["operation_id"] == operation_id and result["tenant_id"] == TENANT
-    assert tuple(operation_counts(neo4j_driver, operation_id).values()) == (0, 0)
+    assert tuple(operation_counts(neo4j_driver, operation_id).values()) == (0, 1)
+    assert scalar(neo4j_driver, "MATCH ()-[r]->() WHERE elementId(r) = $id RETURN count(r)",
+                  id=stray) == 1
+    # Gone again: between two templates of OTHER, it would change what op-b1 should have.
+    neo4j_driver.execute_query("MATCH ()-[r]->() WHERE elementId(r) = $id DELETE r", id=stray)
     assert fingerprint(neo4j_driver, [operation_id]) == before
     for other in SETUP:
         assert validate_operation(neo4j_driver, database, other).ok

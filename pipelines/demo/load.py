@@ -31,8 +31,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import apache_beam as beam
 
 from pipelines.cli import (
+    CommandParser,
     add_connection_arguments,
+    check_writable,
     configure_logging,
+    connect,
     connection_from,
     duration_text,
     exit_code_of,
@@ -40,7 +43,13 @@ from pipelines.cli import (
     parsed,
     print_result,
 )
-from pipelines.beam_job import log_dead_letter, metric_totals, pipeline_options, runner_name
+from pipelines.beam_job import (
+    check_beam_arguments,
+    log_dead_letter,
+    metric_totals,
+    pipeline_options,
+    runner_name,
+)
 from transforms.batch import BatchRowGroups, adaptive_batch_size
 from transforms.connection import Neo4jConnection
 from transforms.demo import (
@@ -155,12 +164,8 @@ def load_demo_tenant(
     _check_settings(max_concurrent_writes, resources_per_pipeline)
     slice_size = -(-resources_per_pipeline // BLOCK_SIZE) * BLOCK_SIZE
     started = time.monotonic()
-    driver = connection.open_driver()
-    try:
-        driver.verify_connectivity()
+    with connect(connection) as driver:
         created_indexes = ensure_schema(driver, connection.database, INDEXES)
-    finally:
-        driver.close()
     approximate_nodes, approximate_relationships = approximate_counts(spec)
     batch_size = adaptive_batch_size(approximate_nodes + approximate_relationships, "write")
     options = pipeline_options(beam_args)
@@ -223,16 +228,19 @@ def parse_arguments(
 ) -> Tuple[DemoTenantSpec, Dict[str, int], Neo4jConnection, List[str], argparse.Namespace]:
     """Flags → (spec, ``load_demo_tenant`` settings, connection, Beam flags, the flags).
 
-    argparse exits with 2 on malformed flags; values it accepts but that make no sense
-    raise ``ValueError``.
+    Malformed flags exit with 2; unknown flags, values that make no sense and a bad
+    connection URI raise ``ValueError`` (``UsageError`` is one).
     """
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m pipelines.demo_tenant",
         description="Load a realistic demo Azure tenant (deterministic from its seed) into "
                     "Neo4j. Any Apache Beam pipeline flag (e.g. --runner) is passed on.",
     )
     _add_arguments(parser)
     args, beam_args = parser.parse_known_args(argv)
+    check_beam_arguments(beam_args, parser.flags())
+    if args.report is not None:
+        check_writable("--report", args.report)
     spec = DemoTenantSpec(tenant_id=args.tenant_id, resources=args.resources, seed=args.seed,
                           subscriptions=args.subscriptions)
     settings = {"max_concurrent_writes": args.max_concurrent_writes,

@@ -3,9 +3,10 @@
     python -m pipelines.run_local [--resources 5000] [--tenant-id demo] [--seed 0]
                                   [--home .neo4j] [any scale_up flag, e.g. --scale-factor 3]
 
-Uses ``$NEO4J_URI`` when it is set, else starts the project's local Neo4j 5.26 (data
-in ``--home``, kept between runs) and stops it at the end. Loads the demo tenant
-unless that tenant already has exactly ``--resources`` templates, then scales it
+Uses ``--neo4j-uri`` or ``$NEO4J_URI`` when one is given, else starts the project's
+local Neo4j 5.26 (data in ``--home``, kept between runs) and stops it at the end.
+Every flag is checked before anything starts (the scale-up's checks, see
+``pipelines.options``). Loads the demo tenant unless that tenant already has exactly ``--resources`` templates, then scales it
 (×8 unless a ``--scale-factor`` or ``--target-count`` is given) and prints what
 ``scale_up`` prints: a summary table on stdout (with ``--json`` only the JSON report),
 progress and warnings on stderr (``-v`` and ``--log-file`` as for every command). A
@@ -15,18 +16,19 @@ operation is this one.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence, Tuple
 
 from pipelines import scale_up
 from pipelines.cli import (
+    CommandParser,
     add_logging_arguments,
     configure_logging,
+    connect,
     exit_code_of,
     parsed,
 )
@@ -43,14 +45,14 @@ DEFAULT_SCALE_FACTOR = "8"
 
 
 @contextlib.contextmanager
-def _neo4j(home: Path) -> Iterator[Neo4jConnection]:
-    """``$NEO4J_URI`` if set, else a local server that lives as long as the block, whose
-    address and password file are put into this process's environment: the scale-up
-    and its workers read the connection from there."""
-    if "NEO4J_URI" in os.environ:
-        connection = Neo4jConnection.from_environment()
-        _LOG.info("using the Neo4j at %s ($NEO4J_URI)", connection.uri)
-        yield connection
+def _neo4j(home: Path, given: Optional[Neo4jConnection], source: str) -> Iterator[Neo4jConnection]:
+    """The ``given`` connection (the user named a server, in ``source``), else a local
+    server that lives as long as the block, whose address and password file are put into
+    this process's environment: the scale-up and its workers read the connection from
+    there."""
+    if given is not None:
+        _LOG.info("using the Neo4j at %s (%s)", given.uri, source)
+        yield given
         return
     with LocalNeo4j(home) as server:
         connection = server.connection
@@ -62,7 +64,7 @@ def _neo4j(home: Path) -> Iterator[Neo4jConnection]:
 
 
 def _template_count(connection: Neo4jConnection, tenant_id: str) -> int:
-    with connection.open_driver() as driver:
+    with connect(connection) as driver:
         return driver.execute_query(
             f"MATCH (t:Resource) WHERE {template_predicate('t')} RETURN count(t)",
             TemplateSelection(tenant_id).parameters(),
@@ -71,7 +73,7 @@ def _template_count(connection: Neo4jConnection, tenant_id: str) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="./run_local.sh", description=__doc__.split("\n\n")[0],
         epilog="Other flags go to python -m pipelines.scale_up (see its --help).")
     parser.add_argument("--resources", type=int, default=5000,
@@ -89,19 +91,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                      *(["--verbose"] if args.verbose else []),
                      *(["--log-file", args.log_file] if args.log_file else [])]
 
-    def parse() -> DemoTenantSpec:
+    def parse() -> Tuple[DemoTenantSpec, Neo4jConnection]:
         configure_logging(args.verbose, args.log_file)
-        parse_arguments(scale_up_args)  # bad scale-up flags: exit 2 before starting anything
-        return DemoTenantSpec(tenant_id=args.tenant_id, resources=args.resources, seed=args.seed)
+        # Bad scale-up flags: exit 2 before starting anything.
+        _, connection, _ = parse_arguments(scale_up_args, other_flags=parser.flags())
+        spec = DemoTenantSpec(tenant_id=args.tenant_id, resources=args.resources, seed=args.seed)
+        return spec, connection
 
-    spec = parsed(parse, bad_input=(ValueError,))
-    if spec is None:
+    arguments = parsed(parse, bad_input=(ValueError,))
+    if arguments is None:
         return 2
+    spec, flagged = arguments
+    flag = any(argument.split("=", 1)[0] == "--neo4j-uri" for argument in scale_up_args)
+    named = flag or "NEO4J_URI" in os.environ
     # The operation resumes with this command: its own flags, then the scale-up's.
     program = ["./run_local.sh", "--resources", str(args.resources), "--seed", str(args.seed),
                "--home", str(args.home)]
     try:
-        with _neo4j(args.home) as connection:
+        with _neo4j(args.home, flagged if named else None,
+                    "--neo4j-uri" if flag else "$NEO4J_URI") as connection:
             return exit_code_of(connection,
                                 lambda: _load_and_scale_up(connection, spec, scale_up_args, program))
     except InfraError as error:

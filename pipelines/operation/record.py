@@ -29,7 +29,6 @@ without operations: the message lists the tenants that have some).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime
 import json
@@ -45,6 +44,7 @@ import neo4j.exceptions
 import psutil
 
 from pipelines.cli import (
+    CommandParser,
     UsageError,
     add_connection_arguments,
     format_pairs,
@@ -59,6 +59,7 @@ OPERATION_LABEL = "ScaleOperation"
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
 ROLLED_BACK, INTERRUPTED = "rolled_back", "interrupted"
 DEFAULT_LIST_LIMIT = 50
+MAX_LIST_LIMIT = 1_000_000
 RECENT_IN_MESSAGES = 10
 #: Seconds between two heartbeats of a live run, and the age of its last heartbeat
 #: after which its holder counts as gone.
@@ -434,7 +435,7 @@ def render_operation(operation: Dict[str, Any]) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m pipelines.operations",
         description="List the scale operations recorded in the graph, or show one.")
     parser.add_argument("command", nargs="?", choices=("list", "show"), default="list",
@@ -456,8 +457,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--tenant-id goes with list, not with show")
     if args.command == "list" and args.operation_id:
         parser.error(f"list takes no operation id; to see one operation: show {args.operation_id}")
-    if args.limit < 1:
-        parser.error(f"--limit must be at least 1, got {args.limit}")
+    if not 1 <= args.limit <= MAX_LIST_LIMIT:
+        parser.error(f"--limit must be from 1 to {MAX_LIST_LIMIT:,}, got {args.limit}")
 
     def command(driver: neo4j.Driver, database: str) -> int:
         if args.command == "show":

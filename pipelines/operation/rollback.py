@@ -6,12 +6,15 @@
 What goes: the operation's synthetic nodes (``synthetic = true`` and its
 ``scale_operation_id``, found through the composite index), each with ``DETACH
 DELETE``, which also removes every relationship that touches them, those to shared
-nodes and real resources included (the scale-up marks all of them with the operation
-id). Then, defensively, any relationship still marked with the operation id (there
-should be none: the check ``no_orphan_relationships`` of ``pipelines.validate``). What
-stays: everything else, byte for byte: real resources, originals, shared nodes, other
-operations, other tenants. The operation's record stays too, marked ``rolled_back``
-with the counts deleted and the time (a rolled-back operation cannot be resumed).
+nodes and real resources included. Every relationship a scale-up writes has at least
+one of its copies as an end, so that is all it wrote. What stays: everything else,
+byte for byte: real resources, originals, shared nodes, other operations, other
+tenants, and any relationship between nodes the operation did not create, whatever
+its properties (one that carries the operation's id is no proof that the operation
+wrote it; ``pipelines.validate`` reports such relationships as
+``no_orphan_relationships``). The operation's record stays too, marked
+``rolled_back`` with the counts deleted and the time (a rolled-back operation cannot
+be resumed).
 
 The tenant-wide form deletes every synthetic resource of the tenant (whatever
 operation wrote it, or none) and marks those operations rolled back. It deletes
@@ -24,16 +27,12 @@ query goes: an interrupted rollback leaves a consistent, partly deleted operatio
 and running the rollback again finishes it. Progress (nodes deleted so far) is
 logged to stderr every ``--progress-interval`` seconds.
 
-The defensive pass scans every relationship of the database once (relationship
-properties have no index); at a few million relationships that is seconds.
-
 Exit codes: 0 done, 1 failure, 2 bad input (unknown operation: the message lists the
 recent ones; unknown tenant: the tenants; the tenant-wide form without ``--yes``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -44,9 +43,13 @@ import neo4j
 import neo4j.exceptions
 
 from pipelines.cli import (
+    PROGRESS_INTERVAL_RANGE_S,
+    CommandParser,
     ProgressReporter,
     UsageError,
     add_connection_arguments,
+    check_not_blank,
+    check_number,
     configure_logging,
     run_command,
 )
@@ -77,16 +80,6 @@ CALL {
   WITH n WHERE n.synthetic = true AND n.scale_operation_id IS NULL
   DETACH DELETE n
 } IN TRANSACTIONS OF $batch_size ROWS
-"""
-_DELETE_MARKED_RELATIONSHIPS = """
-MATCH ()-[r]->() WHERE r.scale_operation_id IN $operation_ids
-CALL {
-  WITH r
-  WITH r, r.scale_operation_id AS operation_id
-  DELETE r
-  RETURN operation_id
-} IN TRANSACTIONS OF $batch_size ROWS
-RETURN operation_id, count(*) AS relationships
 """
 _COUNT_OPERATION_NODES = """
 MATCH (n:Resource) WHERE n.synthetic = true AND n.scale_operation_id = $operation_id
@@ -157,31 +150,6 @@ def _delete_operation_nodes(driver: neo4j.Driver, database: str, operation_id: s
         progress.stop()
 
 
-def _delete_marked_relationships(driver: neo4j.Driver, database: str,
-                                 operation_ids: List[str], batch_size: int) -> Dict[str, int]:
-    """Delete relationships still marked with one of the operations; count by operation."""
-    with driver.session(database=database) as session:
-        rows = session.run(_DELETE_MARKED_RELATIONSHIPS, operation_ids=operation_ids,
-                           batch_size=batch_size).data()
-    strays = {row["operation_id"]: row["relationships"] for row in rows}
-    for operation_id, count in strays.items():
-        _LOG.warning("operation %s: %d relationships carried its id but touched none of its "
-                     "nodes; deleted them too", operation_id, count)
-    return strays
-
-
-def _finish(driver: neo4j.Driver, database: str, deleted: Dict[str, Tuple[int, int]],
-            batch_size: int) -> Tuple[Dict[str, Tuple[int, int]], Dict[str, str]]:
-    """The defensive relationship pass, then the records; return the final counts by
-    operation and the records' ``rolled_back_at``."""
-    if not deleted:
-        return {}, {}
-    strays = _delete_marked_relationships(driver, database, sorted(deleted), batch_size)
-    final = {operation_id: (nodes, relationships + strays.get(operation_id, 0))
-             for operation_id, (nodes, relationships) in deleted.items()}
-    return final, record.mark_rolled_back(driver, database, final)
-
-
 def rollback_operation(driver: neo4j.Driver, database: str, operation_id: str,
                        batch_size: int = DEFAULT_BATCH_SIZE,
                        progress_interval: float = PROGRESS_INTERVAL_S) -> Dict[str, Any]:
@@ -205,9 +173,8 @@ def rollback_operation(driver: neo4j.Driver, database: str, operation_id: str,
                                                    batch_size, progress_interval)
     if not records and nodes == 0:
         raise record.unknown_operation(driver, database, operation_id)
-    final, rolled_back_at = _finish(driver, database, {operation_id: (nodes, relationships)},
-                                    batch_size)
-    nodes, relationships = final[operation_id]
+    rolled_back_at = record.mark_rolled_back(driver, database,
+                                             {operation_id: (nodes, relationships)})
     seconds = time.monotonic() - started
     _LOG.info("operation %s rolled back: %d nodes and %d relationships deleted in %.1f s",
               operation_id, nodes, relationships, seconds)
@@ -269,9 +236,9 @@ def rollback_tenant(driver: neo4j.Driver, database: str, tenant_id: str,
                                {"tenant_id": tenant_id, "batch_size": batch_size})
         _LOG.info("tenant %s: %d synthetic nodes without an operation id deleted",
                   tenant_id, unattributed[0])
-    final, rolled_back_at = _finish(driver, database, deleted, batch_size)
-    nodes = unattributed[0] + sum(n for n, _ in final.values())
-    relationships = unattributed[1] + sum(r for _, r in final.values())
+    rolled_back_at = record.mark_rolled_back(driver, database, deleted)
+    nodes = unattributed[0] + sum(n for n, _ in deleted.values())
+    relationships = unattributed[1] + sum(r for _, r in deleted.values())
     seconds = time.monotonic() - started
     _LOG.info("tenant %s: %d synthetic nodes and %d relationships deleted in %.1f s",
               tenant_id, nodes, relationships, seconds)
@@ -282,7 +249,7 @@ def rollback_tenant(driver: neo4j.Driver, database: str, tenant_id: str,
         "seconds": round(seconds, 3),
         "operations": [{"operation_id": operation_id, "nodes_deleted": n,
                         "relationships_deleted": r, "rolled_back_at": rolled_back_at.get(operation_id)}
-                       for operation_id, (n, r) in final.items()],
+                       for operation_id, (n, r) in deleted.items()],
     }
 
 
@@ -295,7 +262,7 @@ def _describe(counts: Dict[str, Any]) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     configure_logging()
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m pipelines.rollback",
         description="Delete exactly what a scale operation created (or every synthetic "
                     "resource of a tenant), leaving everything else untouched.")
@@ -315,7 +282,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              "each also deletes their relationships")
     parser.add_argument("--progress-interval", dest="progress_interval", type=float,
                         default=PROGRESS_INTERVAL_S,
-                        help="seconds between progress lines on stderr (default 5)")
+                        help="seconds between progress lines on stderr (0.01-3600, default 5)")
     parser.add_argument("--json", action="store_true",
                         help="print the result as one JSON line (the last line on stdout)")
     add_connection_arguments(parser)
@@ -328,8 +295,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--all-synthetic goes with --tenant-id, not with --operation-id")
     if not 1 <= args.batch_size <= MAX_BATCH_SIZE:
         parser.error(f"--batch-size must be from 1 to {MAX_BATCH_SIZE:,}, got {args.batch_size}")
-    if args.progress_interval <= 0:
-        parser.error(f"--progress-interval must be positive, got {args.progress_interval}")
+    try:
+        check_not_blank("--operation-id", args.operation_id)
+        check_not_blank("--tenant-id", args.tenant_id)
+        check_number("--progress-interval", args.progress_interval, *PROGRESS_INTERVAL_RANGE_S)
+    except UsageError as error:
+        parser.error(str(error))
 
     def command(driver: neo4j.Driver, database: str) -> int:
         if args.operation_id is not None:

@@ -25,7 +25,6 @@ lists the tenants).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -33,7 +32,14 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import neo4j
 
-from pipelines.cli import UsageError, add_connection_arguments, format_table, run_command
+from pipelines.cli import (
+    CommandParser,
+    UsageError,
+    add_connection_arguments,
+    check_not_blank,
+    format_table,
+    run_command,
+)
 
 KINDS = ("real", "synthetic", "original")
 NO_TENANT = "(none)"
@@ -141,7 +147,7 @@ def _print_stats(stats: Dict[str, Any]) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m pipelines.stats",
         description="Count real, synthetic and original resources by tenant, by type and "
                     "(synthetic) by scale operation.")
@@ -151,6 +157,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="print the counts as one JSON line instead of tables")
     add_connection_arguments(parser)
     args = parser.parse_args(argv)
+    try:
+        check_not_blank("--tenant-id", args.tenant_id)
+    except UsageError as error:
+        parser.error(str(error))
 
     def command(driver: neo4j.Driver, database: str) -> int:
         stats = resource_stats(driver, database, args.tenant_id)
