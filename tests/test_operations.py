@@ -209,6 +209,9 @@ def test_rollback_of_one_operation_deletes_exactly_what_it_created(graph, neo4j_
     relationships = report["written"]["relationships"]
     assert nodes == report["written"]["nodes"] > 0 and marked == relationships + 1
     before = fingerprint(neo4j_driver, [operation_id])
+    ledgers = "MATCH (b:ScaleBatch) WHERE b.operation_id IN $ops RETURN count(b)"
+    assert scalar(neo4j_driver, ledgers, ops=[operation_id]) == report["batches"]["count"] > 0
+    others = scalar(neo4j_driver, ledgers, ops=list(SETUP))
 
     if via == "function":
         result = rollback_operation(neo4j_driver, database, operation_id)
@@ -226,6 +229,9 @@ def test_rollback_of_one_operation_deletes_exactly_what_it_created(graph, neo4j_
     assert (result["nodes_deleted"], result["relationships_deleted"]) == (nodes, relationships)
     assert result["operation_id"] == operation_id and result["tenant_id"] == TENANT
     assert tuple(operation_counts(neo4j_driver, operation_id).values()) == (0, 1)
+    # Its ledger of written batches goes too; other operations' stay.
+    assert scalar(neo4j_driver, ledgers, ops=[operation_id]) == 0
+    assert scalar(neo4j_driver, ledgers, ops=list(SETUP)) == others > 0
     assert scalar(neo4j_driver, "MATCH ()-[r]->() WHERE elementId(r) = $id RETURN count(r)",
                   id=stray) == 1
     # Gone again: between two templates of OTHER, it would change what op-b1 should have.

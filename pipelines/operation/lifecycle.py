@@ -157,7 +157,7 @@ def running(driver: neo4j.Driver, database: str, config: ScaleUpConfig,
         signum = cli.stop_signal()
         status = record.INTERRUPTED if signum is not None else record.FAILED
         cause = (f"interrupted by {signal.Signals(signum).name}" if signum is not None
-                 else f"{type(error).__name__}: {error}")
+                 else cli.one_line(f"{type(error).__name__}: {error}", cli.MAX_ERROR_CHARS))
         recorded = _record_end(driver, database, lease, status, cause)
         next_step = (f"operation {config.operation_id} is {recorded or 'incomplete'} (undo it: "
                      f"python -m pipelines.rollback --operation-id {config.operation_id}); "

@@ -12,7 +12,8 @@ byte for byte: real resources, originals, shared nodes, other operations, other
 tenants, and any relationship between nodes the operation did not create, whatever
 its properties (one that carries the operation's id is no proof that the operation
 wrote it; ``pipelines.validate`` reports such relationships as
-``no_orphan_relationships``). The operation's record stays too, marked
+``no_orphan_relationships``). The operation's ledger of written batches
+(``ScaleBatch`` nodes) goes with them. The operation's record stays, marked
 ``rolled_back`` with the counts deleted and the time (a rolled-back operation cannot
 be resumed).
 
@@ -55,6 +56,7 @@ from pipelines.cli import (
 )
 from pipelines.operation import record
 from pipelines.operation.stats import unknown_tenant
+from transforms.cypher import BATCH_LABEL
 
 _LOG = logging.getLogger("rollback")
 
@@ -72,6 +74,13 @@ CALL {
   WITH n WHERE $tenant_id IS NULL OR n.tenant_id = $tenant_id
   DETACH DELETE n
 } IN TRANSACTIONS OF $batch_size ROWS
+"""
+_DELETE_LEDGERS = f"""
+MATCH (batch:{BATCH_LABEL}) WHERE batch.operation_id IN $operation_ids
+CALL {{
+  WITH batch
+  DELETE batch
+}} IN TRANSACTIONS OF $batch_size ROWS
 """
 _DELETE_TENANT_NODES_WITHOUT_OPERATION = """
 MATCH (n:Resource) WHERE n.tenant_id = $tenant_id
@@ -150,6 +159,18 @@ def _delete_operation_nodes(driver: neo4j.Driver, database: str, operation_id: s
         progress.stop()
 
 
+def _finish(driver: neo4j.Driver, database: str, deleted: Dict[str, Tuple[int, int]],
+            batch_size: int) -> Dict[str, str]:
+    """Delete the ledgers of the operations in ``deleted`` (id → nodes, relationships
+    deleted: their ``ScaleBatch`` nodes, the scale-up's bookkeeping of written batches,
+    meaningless once the batches are gone) and mark them rolled back; return each
+    record's ``rolled_back_at``."""
+    if deleted:
+        _delete(driver, database, _DELETE_LEDGERS,
+                {"operation_ids": sorted(deleted), "batch_size": batch_size})
+    return record.mark_rolled_back(driver, database, deleted)
+
+
 def rollback_operation(driver: neo4j.Driver, database: str, operation_id: str,
                        batch_size: int = DEFAULT_BATCH_SIZE,
                        progress_interval: float = PROGRESS_INTERVAL_S) -> Dict[str, Any]:
@@ -173,8 +194,7 @@ def rollback_operation(driver: neo4j.Driver, database: str, operation_id: str,
                                                    batch_size, progress_interval)
     if not records and nodes == 0:
         raise record.unknown_operation(driver, database, operation_id)
-    rolled_back_at = record.mark_rolled_back(driver, database,
-                                             {operation_id: (nodes, relationships)})
+    rolled_back_at = _finish(driver, database, {operation_id: (nodes, relationships)}, batch_size)
     seconds = time.monotonic() - started
     _LOG.info("operation %s rolled back: %d nodes and %d relationships deleted in %.1f s",
               operation_id, nodes, relationships, seconds)
@@ -236,7 +256,7 @@ def rollback_tenant(driver: neo4j.Driver, database: str, tenant_id: str,
                                {"tenant_id": tenant_id, "batch_size": batch_size})
         _LOG.info("tenant %s: %d synthetic nodes without an operation id deleted",
                   tenant_id, unattributed[0])
-    rolled_back_at = record.mark_rolled_back(driver, database, deleted)
+    rolled_back_at = _finish(driver, database, deleted, batch_size)
     nodes = unattributed[0] + sum(n for n, _ in deleted.values())
     relationships = unattributed[1] + sum(r for _, r in deleted.values())
     seconds = time.monotonic() - started

@@ -25,7 +25,6 @@ Exit codes: 0 all checks pass, 1 a check fails, 2 bad input (unknown operation).
 
 from __future__ import annotations
 
-import argparse
 import collections
 import dataclasses
 import json
@@ -34,7 +33,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import neo4j
 
-from pipelines.cli import add_connection_arguments, run_command
+from pipelines.cli import CommandParser, add_connection_arguments, run_command
 from pipelines.operation import record
 from pipelines.plan import plan_scale_up
 from transforms.model import (
@@ -250,12 +249,15 @@ def _check_counts(driver, database, plan, operation_id, max_examples) -> Check:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.validate", description=__doc__.split("\n\n")[0])
+    parser = CommandParser(prog="python -m pipelines.validate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--operation-id", required=True, help="the scale operation to validate")
-    parser.add_argument("--max-examples", type=int, default=5, help="offenders shown per check")
+    parser.add_argument("--max-examples", type=int, default=5,
+                        help="offenders shown per check (1-1000, default 5)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     add_connection_arguments(parser)
     args = parser.parse_args(argv)
+    if not 1 <= args.max_examples <= 1000:
+        parser.error(f"--max-examples must be from 1 to 1000, got {args.max_examples}")
 
     def command(driver: neo4j.Driver, database: str) -> int:
         result = validate_operation(driver, database, args.operation_id, args.max_examples)
