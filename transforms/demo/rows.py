@@ -74,7 +74,8 @@ _LAST_NAMES = ("Ahmed", "Berg", "Costa", "Dubois", "Evans", "Fischer", "Garcia",
 
 
 def _tenant_rows(tenant: Tenant, shards: int) -> Iterator[_Row]:
-    """The tenant-wide nodes (emitted once, with resource index 0), round-robin over shards."""
+    """The tenant-wide and shared nodes (emitted once, with resource index 0), round-robin
+    over shards."""
     t = tenant.spec.tenant_id
     shard = itertools.cycle(range(shards))
     yield _node("Tenant", next(shard), {"id": t, "name": t, "tenant_id": t,
