@@ -15,7 +15,8 @@ What a tenant contains (``expected_counts`` gives exact numbers for a spec):
 * Shared nodes, as in real graphs: ``Region`` (id: the location name) and ``Tag`` (id:
   ``key=value``) carry no ``tenant_id`` and their ids and properties do not depend on
   the tenant, so every demo tenant in a database links to the same ones (hubs); loading
-  tenants in any order gives the same graph.
+  tenants in any order gives the same graph. (A real graph's ``Region`` or ``Tag`` of
+  the same id would be overwritten: demo tenants belong in a database of their own.)
 * ``spec.resources`` abstracted ``:Resource`` nodes in resource groups of 5 to 40, each
   built from one workload (network hub, VMs, web apps, SQL, mixed): VNets and subnets,
   NSGs, public IPs, NICs, managed disks, VMs, storage accounts, key vaults, App Service
