@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.demo.load import load_demo_tenant
 from pipelines.operation import validate
 from pipelines.operation.validate import validate_operation
-from tests.support import last_json, run_main, run_scale_up, scalar
+from tests.support import last_json, run_main, run_scale_up, scalar, scale_beside_another
 from transforms.demo import DemoTenantSpec
 
 TENANT, OTHER_TENANT = "links-tenant", "links-beside"
@@ -22,14 +21,13 @@ HAND_MADE = "hand_made"
 @pytest.fixture(scope="module")
 def operations(neo4j_connection, neo4j_driver, clear_neo4j, tmp_path_factory):
     """Two demo tenants; the first scaled x2 (``op-all``) and its VMs x2 (``op-vms``)."""
-    clear_neo4j()
-    load_demo_tenant(neo4j_connection, DemoTenantSpec(TENANT, resources=120, seed=31))
-    load_demo_tenant(neo4j_connection, DemoTenantSpec(OTHER_TENANT, resources=100, seed=32))
-    tmp_path = tmp_path_factory.mktemp("links")
-    for operation_id, extra in (("op-all", []), ("op-vms", ["--resource-types", VM])):
-        code, report = run_scale_up(tmp_path, "--tenant-id", TENANT, "--scale-factor", "2",
-                                    "--operation-id", operation_id, *extra)
-        assert code == 0 and report["status"] == "succeeded", report
+    scaled = scale_beside_another(
+        neo4j_connection, neo4j_driver, clear_neo4j, tmp_path_factory.mktemp("links"),
+        DemoTenantSpec(TENANT, resources=120, seed=31),
+        DemoTenantSpec(OTHER_TENANT, resources=100, seed=32), {"all": 2.0})
+    code, report = run_scale_up(scaled["tmp_path"], "--tenant-id", TENANT, "--scale-factor", "2",
+                                "--operation-id", "op-vms", "--resource-types", VM)
+    assert code == 0 and report["status"] == "succeeded", report
     return neo4j_connection.database
 
 
