@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import json
 import re
+import statistics
 from typing import Any, Dict, List, Tuple
 
 import apache_beam as beam
@@ -24,6 +25,7 @@ from transforms.demo import (
     RELATIONSHIPS,
     RESOURCE_TYPES,
     ROWS_PER_GROUP,
+    SHARED_LABELS,
     DemoTenantSpec,
     GenerateDemoTenant,
     approximate_counts,
@@ -31,6 +33,7 @@ from transforms.demo import (
     expected_counts,
     generate_rows,
     label_key,
+    shared_node_ids,
 )
 
 RESOURCE = node_kind("Resource")
@@ -117,13 +120,31 @@ def test_block_aligned_slices_never_need_a_later_slice():
             assert (kind[2], row["start"]) in written and (kind[3], row["end"]) in written
 
 
-def test_seed_and_tenant_change_the_tenant():
-    base = _nodes(_rows(DemoTenantSpec("acme", 200, seed=1)))
-    other_seed = _nodes(_rows(DemoTenantSpec("acme", 200, seed=2)))
-    other_tenant = _nodes(_rows(DemoTenantSpec("globex", 200, seed=1)))
-    ids = {row["id"] for kind, row in base if kind[1] != "Tenant"}
-    assert not ids & {row["id"] for _, row in other_seed}
-    assert not ids & {row["id"] for _, row in other_tenant}
+def _shared(nodes) -> Dict[Tuple[str, str], Dict[str, Any]]:
+    """``{(label, id): row}`` of the shared nodes among ``nodes``."""
+    return {(kind[1], row["id"]): row for kind, row in nodes if kind[1] in SHARED_LABELS}
+
+
+def test_seed_and_tenant_change_the_tenant_but_not_its_shared_nodes():
+    spec = DemoTenantSpec("acme", 200, seed=1)
+    base = _nodes(_rows(spec))
+    own = {row["id"] for kind, row in base if kind[1] not in ("Tenant", *SHARED_LABELS)}
+    shared = _shared(base)
+    assert not any("tenant_id" in row for row in shared.values())
+    assert shared_node_ids(spec) == {
+        label: {id_ for other_label, id_ in shared if other_label == label}
+        for label in SHARED_LABELS}
+    for other_spec in (DemoTenantSpec("acme", 200, seed=2), DemoTenantSpec("globex", 200, seed=1)):
+        other = _nodes(_rows(other_spec))
+        assert not own & {row["id"] for _, row in other}
+        other_shared = _shared(other)
+        # Every tenant writes every Tag; a shared node written by two tenants has the same
+        # properties, so the order tenants are loaded in cannot matter.
+        assert {key for key in shared if key[0] == "Tag"} == {
+            key for key in other_shared if key[0] == "Tag"}
+        common = shared.keys() & other_shared.keys()
+        assert {label for label, _ in common} == set(SHARED_LABELS)
+        assert all(shared[key] == other_shared[key] for key in common)
 
 
 def _canonical(keyed_row) -> str:
@@ -237,19 +258,26 @@ def test_type_mix_is_realistic(tenant_2000):
 
 
 def test_resource_properties_have_the_scanned_shape(tenant_2000):
-    id_pattern = re.compile(
+    arm_id = re.compile(
         r"/subscriptions/[0-9a-f-]{36}/resourceGroups/[\w.-]+/providers/Microsoft\.\w+/\w+/[\w-]+"
         r"(/\w+/[\w-]+)?\Z")
+    abstracted_id = re.compile(r"([a-z]+)-[0-9a-f]{16}\Z")
     nodes = _nodes(tenant_2000)
     originals = {row["id"]: row for kind, row in nodes if kind == ORIGINAL}
     lengths, property_sets = [], collections.defaultdict(set)
+    prefixes = collections.defaultdict(set)
     for kind, row in nodes:
         if kind != RESOURCE:
             continue
         assert COMMON_PROPERTIES <= set(row), row["type"]
-        assert id_pattern.match(row["id"]) and id_pattern.match(row["original_id"]), row["id"]
+        assert abstracted_id.match(row["id"]) and arm_id.match(row["original_id"]), row["id"]
+        prefixes[row["type"]].add(abstracted_id.match(row["id"])[1])
         assert row["abstracted_id"] == row["id"] and row["tenant_id"] == "acme"
-        assert row["id"].split("/providers/")[1].startswith(row["type"].split("/")[0])
+        provider_type = "/".join(row["type"].split("/")[:2])  # a child's type nests in it
+        assert row["original_id"].split("/providers/")[1].startswith(provider_type + "/")
+        # ARM JSON refers to resources by their ARM ids, never by the graph's abstracted ids.
+        references = re.findall(r'"id": "([^"]*)"', row["properties"])
+        assert all(arm_id.match(ref) for ref in references if ref), row["id"]
         assert isinstance(json.loads(row["tags"]), dict)
         assert isinstance(json.loads(row["properties"]), dict)
         assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\Z", row["updated_at"])
@@ -262,8 +290,39 @@ def test_resource_properties_have_the_scanned_shape(tenant_2000):
         assert {k: v for k, v in original.items() if k not in ("id", "name")} == {
             k: v for k, v in row.items() if k not in ("id", "name", *ABSTRACTION_PROPERTIES)}
     assert max(lengths) <= 6500 and sum(length > 2000 for length in lengths) > 0.05 * len(lengths)
+    assert all(len(found) == 1 for found in prefixes.values()), prefixes  # one prefix per type
+    assert len({prefix for found in prefixes.values() for prefix in found}) == len(prefixes)
+    assert prefixes["Microsoft.Compute/virtualMachines"] == {"vm"}
     assert "sku" in next(iter(property_sets["Microsoft.Storage/storageAccounts"]))
     assert "sku" not in next(iter(property_sets["Microsoft.Network/virtualNetworks"]))
+
+
+def _positions(ids) -> Dict[str, int]:
+    return {id_: position for position, id_ in enumerate(sorted(ids))}
+
+
+def test_id_order_carries_no_locality(tenant_2000):
+    """As in real graphs: a prefix of the id order is no set of resource groups, and
+    linked resources lie far apart in it. (In ARM id order every group is contiguous.)"""
+    resources = [row for kind, row in _nodes(tenant_2000) if kind == RESOURCE]
+    by_id, by_arm_id = (_positions(row[key] for row in resources) for key in ("id", "original_id"))
+    groups = collections.defaultdict(list)
+    for row in resources:
+        groups[row["resource_group"]].append(row)
+
+    def spans(positions, key):
+        return [max(positions[row[key]] for row in rows) - min(positions[row[key]] for row in rows)
+                + 1 - len(rows) for rows in groups.values()]  # 0: the group is contiguous
+
+    assert set(spans(by_arm_id, "original_id")) == {0}
+    gaps = spans(by_id, "id")
+    assert 0 not in gaps
+    assert statistics.median(gaps) > len(resources) / 2
+    distances = [abs(by_id[row["start"]] - by_id[row["end"]])
+                 for kind, row in _relationships(tenant_2000)
+                 if kind[2] == kind[3] == "Resource" and kind[1] != "SCAN_SOURCE_NODE"]
+    assert len(distances) > 1000
+    assert statistics.median(distances) > len(resources) / 5  # ≈ 1/3 for random positions
 
 
 def test_tagged_with_matches_the_tags_property(tenant_2000):
@@ -279,10 +338,13 @@ def test_tagged_with_matches_the_tags_property(tenant_2000):
 
 
 def test_expected_counts_match_the_rows(tenant_2000):
-    counts = expected_counts(DemoTenantSpec("acme", 2000, seed=7))
+    spec = DemoTenantSpec("acme", 2000, seed=7)
+    counts = expected_counts(spec)
     nodes = collections.Counter(label_key(kind) for kind, _ in _nodes(tenant_2000))
     relationships = collections.Counter(kind[1] for kind, _ in _relationships(tenant_2000))
-    assert counts["nodes"] == dict(nodes)
+    assert counts["nodes"] == {key: n for key, n in nodes.items() if key not in SHARED_LABELS}
+    assert counts["shared_nodes"] == {key: n for key, n in nodes.items() if key in SHARED_LABELS}
+    assert counts["shared_nodes"] == {label: len(ids) for label, ids in shared_node_ids(spec).items()}
     assert counts["relationships"] == dict(relationships)
     assert sum(counts["resources_by_type"].values()) == counts["nodes"]["Resource"] == 2000
     approximate_nodes, approximate_relationships = approximate_counts(DemoTenantSpec("acme", 2000))
@@ -326,7 +388,9 @@ def test_cli_help_documents_the_flags(capsys):
 
 # --------------------------------------------------------------------------- real Neo4j
 
-def _database_counts(connection, tenant_id: str) -> Dict[str, Dict[str, int]]:
+def _database_counts(connection, tenant_id: str) -> Dict[str, Dict[Any, int]]:
+    """A tenant's own nodes by labels, its relationships by type, its resources by
+    number of scan links, and its links to each shared node, counted in the database."""
     with connection.open_driver() as driver:
         nodes = driver.execute_query(
             "MATCH (n {tenant_id: $t}) RETURN labels(n) AS labels, count(*) AS n",
@@ -339,14 +403,45 @@ def _database_counts(connection, tenant_id: str) -> Dict[str, Dict[str, int]]:
             "RETURN count { (r)-[:SCAN_SOURCE_NODE]->(:Resource:Original) } AS links, "
             "count(*) AS resources",
             t=tenant_id, database_=connection.database).records
+        shared = driver.execute_query(
+            "MATCH ({tenant_id: $t})-[r]->(s) WHERE s.tenant_id IS NULL "
+            "RETURN labels(s) AS labels, s.id AS id, count(r) AS n",
+            t=tenant_id, database_=connection.database).records
     return {"nodes": {":".join(sorted(r["labels"])): r["n"] for r in nodes},
             "relationships": {r["type"]: r["n"] for r in relationships},
-            "scan_links": {r["links"]: r["resources"] for r in scans}}
+            "scan_links": {r["links"]: r["resources"] for r in scans},
+            "shared_links": {(":".join(r["labels"]), r["id"]): r["n"] for r in shared}}
 
 
-def _sorted_labels(counts: Dict[str, int]) -> Dict[str, int]:
-    """Label keys with their labels sorted, as ``_database_counts`` reports them."""
-    return {":".join(sorted(key.split(":"))): n for key, n in counts.items()}
+def _shared_links(spec: DemoTenantSpec) -> Dict[Tuple[str, str], int]:
+    """How many relationships of ``spec``'s rows end at each shared node."""
+    return dict(collections.Counter(
+        (kind[3], row["end"]) for kind, row in _relationships(_rows(spec))
+        if kind[3] in SHARED_LABELS))
+
+
+def _expected_in_database(spec: DemoTenantSpec) -> Dict[str, Dict[Any, int]]:
+    """What ``_database_counts`` must find for ``spec``, from the generator's rows."""
+    expected = expected_counts(spec)
+    return {"nodes": {":".join(sorted(key.split(":"))): n for key, n in expected["nodes"].items()},
+            "relationships": expected["relationships"],
+            "scan_links": {1: spec.resources},
+            "shared_links": _shared_links(spec)}
+
+
+def _shared_nodes_in_database(connection) -> Dict[str, set]:
+    """``{label: ids}`` of every node without a ``tenant_id``; fails on one that has labels
+    other than one shared label or whose id is not unique."""
+    with connection.open_driver() as driver:
+        records = driver.execute_query(
+            "MATCH (n) WHERE n.tenant_id IS NULL RETURN labels(n) AS labels, n.id AS id",
+            database_=connection.database).records
+    found: Dict[str, set] = {}
+    for record in records:
+        [label] = record["labels"]
+        assert record["id"] not in found.setdefault(label, set()), (label, record["id"])
+        found[label].add(record["id"])
+    return found
 
 
 @pytest.mark.neo4j
@@ -358,14 +453,20 @@ def test_load_writes_exactly_the_generated_tenant_and_reloads_idempotently(neo4j
     summary = loader.load_demo_tenant(neo4j_graph, spec, max_concurrent_writes=3)
 
     assert summary["dead_letters"] == summary_beside["dead_letters"] == 0
-    assert summary["nodes_written"] == sum(expected["nodes"].values())
+    assert summary["nodes_written"] == (sum(expected["nodes"].values())
+                                        + sum(expected["shared_nodes"].values()))
     assert summary["relationships_written"] == sum(expected["relationships"].values())
     in_database = _database_counts(neo4j_graph, spec.tenant_id)
-    assert _sorted_labels(in_database["nodes"]) == _sorted_labels(expected["nodes"])
     # Every relationship starts at a node of the tenant; equal counts by type mean none
     # was lost (an end missing at write time) and none was merged with another.
-    assert in_database["relationships"] == expected["relationships"]
-    assert in_database["scan_links"] == {1: spec.resources}
+    assert in_database == _expected_in_database(spec)
+    # One node per shared id of either tenant, linked from both tenants' resources.
+    shared_ids = {label: shared_node_ids(spec)[label] | shared_node_ids(beside)[label]
+                  for label in SHARED_LABELS}
+    assert _shared_nodes_in_database(neo4j_graph) == shared_ids
+    beside_counts = _database_counts(neo4j_graph, beside.tenant_id)
+    linked_from_both = in_database["shared_links"].keys() & beside_counts["shared_links"].keys()
+    assert {label for label, _ in linked_from_both} == set(SHARED_LABELS)
     with neo4j_graph.open_driver() as driver:
         indexed = {(r["labels"][0], tuple(r["properties"])) for r in driver.execute_query(
             "SHOW INDEXES YIELD labelsOrTypes AS labels, properties, type WHERE type = 'RANGE' "
@@ -374,7 +475,7 @@ def test_load_writes_exactly_the_generated_tenant_and_reloads_idempotently(neo4j
             "MATCH (a)-[r]-(b) WHERE a.tenant_id <> b.tenant_id RETURN count(r) AS n",
             database_=neo4j_graph.database).records[0]["n"]
     assert set(loader.INDEXES) <= indexed
-    assert crossing == 0
+    assert crossing == 0  # between the tenants' own nodes
 
     again = loader.load_demo_tenant(neo4j_graph, spec, max_concurrent_writes=3,
                                     resources_per_pipeline=100)
@@ -383,6 +484,35 @@ def test_load_writes_exactly_the_generated_tenant_and_reloads_idempotently(neo4j
     assert (again["nodes_written"], again["relationships_written"]) == (
         summary["nodes_written"], summary["relationships_written"])
     assert _database_counts(neo4j_graph, spec.tenant_id) == in_database
-    beside_counts = _database_counts(neo4j_graph, beside.tenant_id)
-    assert beside_counts["nodes"] == _sorted_labels(expected_counts(beside)["nodes"])
-    assert beside_counts["relationships"] == expected_counts(beside)["relationships"]
+    assert _database_counts(neo4j_graph, beside.tenant_id) == _expected_in_database(beside)
+    assert _shared_nodes_in_database(neo4j_graph) == shared_ids
+
+
+def _graph(connection) -> List[str]:
+    """Every node and relationship by ids, labels, types and properties (no element ids):
+    equal for two databases that hold the same graph."""
+    with connection.open_driver() as driver:
+        nodes = driver.execute_query(
+            "MATCH (n) RETURN labels(n) AS labels, properties(n) AS props",
+            database_=connection.database).records
+        relationships = driver.execute_query(
+            "MATCH (a)-[r]->(b) RETURN type(r) AS type, a.id AS a, b.id AS b, "
+            "properties(r) AS props", database_=connection.database).records
+    return sorted(json.dumps(record.data(), sort_keys=True) for record in [*nodes, *relationships])
+
+
+@pytest.mark.neo4j
+def test_two_tenants_loaded_in_either_order_give_the_same_graph(neo4j_graph, clear_neo4j):
+    first, second = DemoTenantSpec("order-a", 40, seed=3), DemoTenantSpec("order-b", 30, seed=4)
+    graphs = []
+    for order in ((first, second), (second, first)):
+        clear_neo4j()
+        for spec in order:
+            assert loader.load_demo_tenant(neo4j_graph, spec, max_concurrent_writes=2)[
+                "dead_letters"] == 0
+        graphs.append(_graph(neo4j_graph))
+    assert graphs[0] == graphs[1]
+    regions = [row["props"]["id"] for row in map(json.loads, graphs[0])
+               if row.get("labels") == ["Region"]]
+    assert sorted(regions) == sorted(shared_node_ids(first)["Region"]
+                                     | shared_node_ids(second)["Region"])

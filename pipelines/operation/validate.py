@@ -16,6 +16,10 @@ Checks, each with a count of offenders and the first examples:
   the same node (which also rules out cross products and duplicates);
 * ``no_orphan_relationships``: every relationship marked with the operation touches
   one of its nodes.
+* ``no_link_to_real_resources``: no node of the operation has a relationship (of any
+  origin) with one of the operation's templates, a real resource of its tenant (and of
+  its types, under a type filter: resources of other types are shared nodes then). Such
+  a link would change the real subgraph the tenant's tools read.
 
 The checks read in pages of synthetic nodes (keyset pagination on ``id``), so memory
 and transaction size stay bounded at millions of nodes.
@@ -85,6 +89,17 @@ CALL {
 RETURN s.id AS id, labels(s) AS labels, properties(s) AS props,
        t.id AS template_id, labels(t) AS template_labels, properties(t) AS template_props,
        copy_relationships, template_relationships
+"""
+
+#: ``no_link_to_real_resources``: one streamed query over the relationships of the
+#: operation's nodes; each one to a template is an offender, named by ids and type.
+_LINKS_TO_TEMPLATES = """
+MATCH (s:Resource {scale_operation_id: $op})-[r]-(t)
+WHERE """ + template_predicate("t") + """
+RETURN coalesce(s.id, elementId(s))
+       + CASE WHEN startNode(r) = s THEN ' -[' + type(r) + ']-> ' ELSE ' <-[' + type(r) + ']- ' END
+       + 'real resource ' + coalesce(t.id, elementId(t)) + ' (' + coalesce(t.type, 'no type') + ')'
+       AS example
 """
 
 
@@ -202,6 +217,8 @@ def validate_operation(driver: neo4j.Driver, database: str, operation_id: str,
             MATCH (a)-[r]->(b) WHERE r.scale_operation_id = $op
               AND coalesce(a.scale_operation_id, '') <> $op AND coalesce(b.scale_operation_id, '') <> $op
             RETURN elementId(r) + ' ' + type(r) AS example""", params, max_examples)
+        real_links = _count_check(session, "no_link_to_real_resources", _LINKS_TO_TEMPLATES,
+                                  params, max_examples)
         nodes, relationships = Check("nodes_match_templates"), Check("relationships_one_to_one")
         checked, after = 0, ""
         while True:
@@ -213,7 +230,8 @@ def validate_operation(driver: neo4j.Driver, database: str, operation_id: str,
             if len(rows) < page_size:
                 break
             after = rows[-1]["id"]
-    return ValidationResult(operation_id, checked, [counts, unique, nodes, relationships, orphans])
+    return ValidationResult(operation_id, checked,
+                            [counts, unique, nodes, relationships, orphans, real_links])
 
 
 def _selection_of(operation: Dict[str, Any]) -> TemplateSelection:

@@ -20,6 +20,8 @@ NODE_LABELS = (
     "ServicePrincipal", "ManagedIdentity", "RoleDefinition", "RoleAssignment", "KeyVaultSecret",
 )
 INDEX_SPECS = tuple((label, ("id",)) for label in NODE_LABELS)
+#: The labels of nodes every tenant shares: no ``tenant_id``, ids independent of the tenant.
+SHARED_LABELS = ("Region", "Tag")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,27 +29,29 @@ class _TypeInfo:
     arm_type: str
     prefix: str  # name prefix, as in Azure's naming guidance
     noun: str  # for llm_description
+    id_prefix: str  # abstracted id prefix: ``<id_prefix>-<16 hex>``, one per type
 
 
 TYPES: Dict[str, _TypeInfo] = {
     "workspace": _TypeInfo("Microsoft.OperationalInsights/workspaces", "log",
-                           "Log Analytics workspace"),
-    "vnet": _TypeInfo("Microsoft.Network/virtualNetworks", "vnet", "Virtual network"),
-    "subnet": _TypeInfo("Microsoft.Network/virtualNetworks/subnets", "snet", "Subnet"),
-    "nsg": _TypeInfo("Microsoft.Network/networkSecurityGroups", "nsg", "Network security group"),
-    "pip": _TypeInfo("Microsoft.Network/publicIPAddresses", "pip", "Public IP address"),
-    "nic": _TypeInfo("Microsoft.Network/networkInterfaces", "nic", "Network interface"),
-    "disk": _TypeInfo("Microsoft.Compute/disks", "disk", "Managed disk"),
-    "vm": _TypeInfo("Microsoft.Compute/virtualMachines", "vm", "Virtual machine"),
-    "storage": _TypeInfo("Microsoft.Storage/storageAccounts", "st", "Storage account"),
-    "vault": _TypeInfo("Microsoft.KeyVault/vaults", "kv", "Key vault"),
-    "plan": _TypeInfo("Microsoft.Web/serverFarms", "asp", "App Service plan"),
-    "site": _TypeInfo("Microsoft.Web/sites", "app", "Web app"),
+                           "Log Analytics workspace", "log"),
+    "vnet": _TypeInfo("Microsoft.Network/virtualNetworks", "vnet", "Virtual network", "vnet"),
+    "subnet": _TypeInfo("Microsoft.Network/virtualNetworks/subnets", "snet", "Subnet", "subnet"),
+    "nsg": _TypeInfo("Microsoft.Network/networkSecurityGroups", "nsg", "Network security group",
+                     "nsg"),
+    "pip": _TypeInfo("Microsoft.Network/publicIPAddresses", "pip", "Public IP address", "pip"),
+    "nic": _TypeInfo("Microsoft.Network/networkInterfaces", "nic", "Network interface", "nic"),
+    "disk": _TypeInfo("Microsoft.Compute/disks", "disk", "Managed disk", "disk"),
+    "vm": _TypeInfo("Microsoft.Compute/virtualMachines", "vm", "Virtual machine", "vm"),
+    "storage": _TypeInfo("Microsoft.Storage/storageAccounts", "st", "Storage account", "st"),
+    "vault": _TypeInfo("Microsoft.KeyVault/vaults", "kv", "Key vault", "kv"),
+    "plan": _TypeInfo("Microsoft.Web/serverFarms", "asp", "App Service plan", "asp"),
+    "site": _TypeInfo("Microsoft.Web/sites", "app", "Web app", "app"),
     "insights": _TypeInfo("Microsoft.Insights/components", "appi",
-                          "Application Insights component"),
-    "sqlserver": _TypeInfo("Microsoft.Sql/servers", "sql", "Azure SQL logical server"),
-    "sqldb": _TypeInfo("Microsoft.Sql/servers/databases", "sqldb", "Azure SQL database"),
-    "endpoint": _TypeInfo("Microsoft.Network/privateEndpoints", "pe", "Private endpoint"),
+                          "Application Insights component", "appi"),
+    "sqlserver": _TypeInfo("Microsoft.Sql/servers", "sql", "Azure SQL logical server", "sql"),
+    "sqldb": _TypeInfo("Microsoft.Sql/servers/databases", "sqldb", "Azure SQL database", "sqldb"),
+    "endpoint": _TypeInfo("Microsoft.Network/privateEndpoints", "pe", "Private endpoint", "pe"),
 }
 #: Child types: their ARM id nests under the parent's (``.../virtualNetworks/v/subnets/s``).
 CHILD_SEGMENT = {"subnet": "subnets", "sqldb": "databases"}
@@ -120,6 +124,25 @@ def hashed_guid(*parts: object) -> str:
 
 def random_guid(rng: random.Random) -> str:
     return _format_guid(rng.getrandbits(128))
+
+
+def abstracted_id(id_prefix: str, arm_id: str) -> str:
+    """An abstracted resource's id, as Azure Tenant Grapher makes them: its type's prefix and
+    16 hex digits (64 bits) of a hash of its ARM id, e.g. ``vm-a1b2c3d4e5f6a7b8``. Nothing
+    of the resource group or subscription survives, so id order carries no locality. Two
+    of 10M resources collide with a chance of about 3e-6 (n²/2⁶⁵)."""
+    digest = hashlib.blake2b(arm_id.encode("utf-8"), digest_size=8).hexdigest()
+    return f"{id_prefix}-{digest}"
+
+
+def region_id(location: str) -> str:
+    """A ``Region`` node's id: its location name. Regions are shared by every tenant."""
+    return location
+
+
+def tag_id(key: str, value: str) -> str:
+    """A ``Tag`` node's id: ``key=value``. Tags are shared by every tenant."""
+    return f"{key}={value}"
 
 
 @functools.lru_cache(maxsize=4096)

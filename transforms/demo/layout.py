@@ -24,6 +24,7 @@ from transforms.demo.catalogue import (
     TYPES,
     WORKLOAD_WEIGHTS,
     WORKLOADS,
+    abstracted_id,
     hashed_guid,
 )
 from transforms.demo.spec import DemoTenantSpec
@@ -47,13 +48,8 @@ class Tenant:
              + [f"workload-{i:03d}" for i in range(4, spec.subscriptions)])[:spec.subscriptions]]
         self.subscription_weights = [1.0 / (i + 1) for i in range(spec.subscriptions)]
         scope = f"/subscriptions/{self.subscriptions[0]}"
-        regions = rng.sample(REGIONS, 4)
-        self.regions = [(code, display, f"{scope}/locations/{code}") for code, display in regions]
-        self.region_ids = {code: region_id for code, _, region_id in self.regions}
-        self.tag_ids = {
-            (key, value): f"{scope}/tagNames/{key}/tagValues/{value}"
-            for key, values in TAG_VALUES.items() for value in values
-        }
+        #: (location, display name) of the tenant's four regions, the first one primary.
+        self.regions: List[Tuple[str, str]] = rng.sample(REGIONS, 4)
         self.role_definitions = [
             (f"{scope}/providers/Microsoft.Authorization/roleDefinitions/{guid}", name, text)
             for guid, name, text in ROLE_DEFINITIONS
@@ -114,8 +110,8 @@ class Slot:
     number: int  # position in its resource group
     name: str = ""
     original_name: str = ""
-    id: str = ""
-    original_id: str = ""
+    id: str = ""  # the abstracted id: type prefix and a hash of ``original_id``
+    original_id: str = ""  # the ARM id, from the original names
     parent: Optional["Slot"] = None
     links: List[_Link] = dataclasses.field(default_factory=list)
     referrers: List["Slot"] = dataclasses.field(default_factory=list)
@@ -152,14 +148,11 @@ class _GroupBuilder:
         else:
             slot.original_name = f"{info.prefix}-{rg.app}-{rg.env}-{slot.number:03d}"
         if parent is None:
-            suffix = f"providers/{info.arm_type}/"
-            slot.id = f"{rg.id}/{suffix}{slot.name}"
-            slot.original_id = f"{rg.id}/{suffix}{slot.original_name}"
+            slot.original_id = f"{rg.id}/providers/{info.arm_type}/{slot.original_name}"
         else:
-            segment = CHILD_SEGMENT[kind]
-            slot.id = f"{parent.id}/{segment}/{slot.name}"
-            slot.original_id = f"{parent.original_id}/{segment}/{slot.original_name}"
+            slot.original_id = f"{parent.original_id}/{CHILD_SEGMENT[kind]}/{slot.original_name}"
             slot.parent = parent
+        slot.id = abstracted_id(info.id_prefix, slot.original_id)
         self.slots.append(slot)
         self.first.setdefault(kind, slot)
         return slot
@@ -325,7 +318,7 @@ def block_plan(tenant: Tenant, block: int) -> List[Tuple[ResourceGroup, List[Slo
     """The resource groups of one block and their slots (independent of the tenant size)."""
     rng = random.Random(f"{tenant.key}\x1fblock\x1f{block}")
     primary = tenant.regions[0][0]
-    others = [code for code, _, _ in tenant.regions[1:]]
+    others = [code for code, _ in tenant.regions[1:]]
     groups = []
     first_index = block * BLOCK_SIZE
     for local, size in enumerate(_group_sizes(rng)):

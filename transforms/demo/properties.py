@@ -1,5 +1,8 @@
 """The properties of each resource type: the ARM JSON a scan records for it, the
-extra node properties of its type, and a phrase for its description."""
+extra node properties of its type, and a phrase for its description.
+
+The JSON refers to other resources as ARM does: by their ARM id (``original_id``) and
+name, never by the abstracted ids of the graph."""
 
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ _Built = Tuple[Dict[str, Any], Dict[str, Any], str]  # (ARM properties, extra no
 
 
 def _ids(slots: Sequence[Slot], end: int) -> List[Dict[str, str]]:
-    return [{"id": slot.id} for slot in slots if slot.index < end]
+    return [{"id": slot.original_id} for slot in slots if slot.index < end]
 
 
 def _workspace(slot: Slot, rng: random.Random, end: int) -> _Built:
@@ -45,7 +48,7 @@ def _vnet(slot: Slot, rng: random.Random, end: int) -> _Built:
         "provisioningState": "Succeeded", "resourceGuid": random_guid(rng),
         "addressSpace": {"addressPrefixes": [f"10.{octet}.0.0/16"]},
         "dhcpOptions": {"dnsServers": []},
-        "subnets": [{"id": s.id, "name": s.name,
+        "subnets": [{"id": s.original_id, "name": s.original_name,
                      "properties": {"addressPrefix": f"10.{octet}.{n}.0/24"}}
                     for n, s in enumerate(subnets)],
         "virtualNetworkPeerings": [], "enableDdosProtection": False,
@@ -66,7 +69,7 @@ def _subnet(slot: Slot, rng: random.Random, end: int) -> _Built:
         "delegations": [],
     }
     if nsg:
-        properties["networkSecurityGroup"] = {"id": nsg[0].id}
+        properties["networkSecurityGroup"] = {"id": nsg[0].original_id}
     return properties, {}, f"in {slot.parent.name}"
 
 
@@ -105,7 +108,7 @@ def _nsg(slot: Slot, rng: random.Random, end: int) -> _Built:
         source = rng.choice(("VirtualNetwork", "Internet", "10.0.0.0/8", "AzureLoadBalancer"))
         properties = _rule_properties(100 + 10 * n, "Inbound", "Allow", source, port)
         properties["provisioningState"] = "Succeeded"
-        custom.append({"name": name, "id": f"{slot.id}/securityRules/{name}",
+        custom.append({"name": name, "id": f"{slot.original_id}/securityRules/{name}",
                        "type": "Microsoft.Network/networkSecurityGroups/securityRules",
                        "properties": properties})
     users = [s for s in slot.referrers if s.index < end]
@@ -126,7 +129,7 @@ def _pip(slot: Slot, rng: random.Random, end: int) -> _Built:
         "publicIPAllocationMethod": "Static", "idleTimeoutInMinutes": 4, "ipTags": [],
     }
     if nics:
-        properties["ipConfiguration"] = {"id": f"{nics[0].id}/ipConfigurations/ipconfig1"}
+        properties["ipConfiguration"] = {"id": f"{nics[0].original_id}/ipConfigurations/ipconfig1"}
     return (properties, {"sku": json_map((("name", "Standard"), ("tier", "Regional"))),
                          "zones": ZONES}, f"static address {address}")
 
@@ -141,12 +144,13 @@ def _nic(slot: Slot, rng: random.Random, end: int) -> _Built:
         "privateIPAddressVersion": "IPv4", "primary": True,
     }
     if subnet:
-        configuration["subnet"] = {"id": subnet[0].id}
+        configuration["subnet"] = {"id": subnet[0].original_id}
     if pip:
-        configuration["publicIPAddress"] = {"id": pip[0].id}
+        configuration["publicIPAddress"] = {"id": pip[0].original_id}
     properties = {
         "provisioningState": "Succeeded", "resourceGuid": random_guid(rng),
-        "ipConfigurations": [{"name": "ipconfig1", "id": f"{slot.id}/ipConfigurations/ipconfig1",
+        "ipConfigurations": [{"name": "ipconfig1",
+                              "id": f"{slot.original_id}/ipConfigurations/ipconfig1",
                               "properties": configuration}],
         "dnsSettings": {"dnsServers": [], "appliedDnsServers": []},
         "enableAcceleratedNetworking": rng.random() < 0.6, "enableIPForwarding": False,
@@ -154,9 +158,9 @@ def _nic(slot: Slot, rng: random.Random, end: int) -> _Built:
         "nicType": "Standard",
     }
     if nsg:
-        properties["networkSecurityGroup"] = {"id": nsg[0].id}
+        properties["networkSecurityGroup"] = {"id": nsg[0].original_id}
     if vms:
-        properties["virtualMachine"] = {"id": vms[0].id}
+        properties["virtualMachine"] = {"id": vms[0].original_id}
     return properties, {}, f"private address {address}"
 
 
@@ -174,7 +178,7 @@ def _disk(slot: Slot, rng: random.Random, end: int) -> _Built:
     }
     extra = {"sku": json_map((("name", tier), ("tier", tier.split("_")[0])))}
     if owners:
-        extra["managed_by"] = owners[0].id
+        extra["managed_by"] = owners[0].original_id
     return properties, extra, f"{size} GiB {tier}"
 
 
@@ -208,18 +212,18 @@ def _vm(slot: Slot, rng: random.Random, end: int) -> _Built:
         "storageProfile": {
             "imageReference": {"publisher": publisher, "offer": offer, "sku": sku,
                                "version": "latest"},
-            "osDisk": {"osType": os_type, "name": disks[0].name if disks else "",
+            "osDisk": {"osType": os_type, "name": disks[0].original_name if disks else "",
                        "createOption": "FromImage", "caching": "ReadWrite",
                        "deleteOption": "Delete",
-                       "managedDisk": {"id": disks[0].id if disks else "",
+                       "managedDisk": {"id": disks[0].original_id if disks else "",
                                        "storageAccountType": "Premium_LRS"}},
-            "dataDisks": [{"lun": lun, "name": disk.name, "createOption": "Attach",
-                           "caching": "ReadOnly", "managedDisk": {"id": disk.id}}
+            "dataDisks": [{"lun": lun, "name": disk.original_name, "createOption": "Attach",
+                           "caching": "ReadOnly", "managedDisk": {"id": disk.original_id}}
                           for lun, disk in enumerate(disks[1:])],
         },
         "osProfile": os_profile,
         "networkProfile": {"networkInterfaces": [
-            {"id": nic.id, "properties": {"primary": True, "deleteOption": "Detach"}}
+            {"id": nic.original_id, "properties": {"primary": True, "deleteOption": "Detach"}}
             for nic in nics]},
         "diagnosticsProfile": {"bootDiagnostics": {"enabled": True}},
         "securityProfile": {"securityType": "TrustedLaunch",
@@ -290,7 +294,7 @@ def _site(slot: Slot, rng: random.Random, end: int) -> _Built:
     return ({
         "state": "Running", "enabled": True, "hostNames": [host], "defaultHostName": host,
         "enabledHostNames": [host, f"{slot.name}.scm.azurewebsites.net"],
-        "serverFarmId": plan[0].id if plan else "", "httpsOnly": True,
+        "serverFarmId": plan[0].original_id if plan else "", "httpsOnly": True,
         "clientAffinityEnabled": False,
         "siteConfig": {"linuxFxVersion": runtime, "alwaysOn": True, "http20Enabled": True,
                        "minTlsVersion": "1.2", "ftpsState": "Disabled", "appSettings": settings},
@@ -340,10 +344,10 @@ def _endpoint(slot: Slot, rng: random.Random, end: int) -> _Built:
     group = slot.links[0].props["group_id"]
     return ({
         "provisioningState": "Succeeded",
-        "subnet": {"id": subnet[0].id if subnet else ""},
+        "subnet": {"id": subnet[0].original_id if subnet else ""},
         "privateLinkServiceConnections": [{
             "name": f"{slot.name}-{group}", "properties": {
-                "privateLinkServiceId": target[0].id, "groupIds": [group],
+                "privateLinkServiceId": target[0].original_id, "groupIds": [group],
                 "privateLinkServiceConnectionState": {"status": "Approved",
                                                       "actionsRequired": "None"}}}],
         "customDnsConfigs": [], "networkInterfaces": [],

@@ -8,7 +8,7 @@ import functools
 import itertools
 import json
 import random
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Iterator, Optional, Tuple
 
 from transforms.cypher import WriteKind, node_kind, relationship_kind
 from transforms.demo.catalogue import (
@@ -17,6 +17,7 @@ from transforms.demo.catalogue import (
     OPTIONAL_TAG_KEYS,
     ORIGINAL_LABEL,
     RESOURCE_LABEL,
+    SHARED_LABELS,
     SIX_MONTHS_S,
     TAG_VALUES,
     TYPES,
@@ -24,6 +25,8 @@ from transforms.demo.catalogue import (
     iso,
     json_strings,
     random_guid,
+    region_id,
+    tag_id,
 )
 from transforms.demo.layout import BLOCK_SIZE, block_plan, ResourceGroup, Slot, Tenant
 from transforms.demo.properties import BUILDERS
@@ -71,7 +74,8 @@ _LAST_NAMES = ("Ahmed", "Berg", "Costa", "Dubois", "Evans", "Fischer", "Garcia",
 
 
 def _tenant_rows(tenant: Tenant, shards: int) -> Iterator[_Row]:
-    """The tenant-wide nodes (emitted once, with resource index 0), round-robin over shards."""
+    """The tenant-wide and shared nodes (emitted once, with resource index 0), round-robin
+    over shards."""
     t = tenant.spec.tenant_id
     shard = itertools.cycle(range(shards))
     yield _node("Tenant", next(shard), {"id": t, "name": t, "tenant_id": t,
@@ -84,11 +88,13 @@ def _tenant_rows(tenant: Tenant, shards: int) -> Iterator[_Row]:
                                                   "state": "Enabled"})
         # One shard for all: they all lock the Tenant node.
         yield _rel("CONTAINS", "Tenant", t, "Subscription", subscription_id, 0)
-    for code, display, region_id in tenant.regions:
-        yield _node("Region", next(shard), {"id": region_id, "name": code, "display_name": display,
-                                            "tenant_id": t})
-    for (key, value), tag_id in tenant.tag_ids.items():
-        yield _node("Tag", next(shard), {"id": tag_id, "key": key, "value": value, "tenant_id": t})
+    # Shared with every tenant: no tenant_id, and the same properties whoever writes them.
+    for code, display in tenant.regions:
+        yield _node("Region", next(shard), {"id": region_id(code), "name": code,
+                                            "display_name": display})
+    for key, values in TAG_VALUES.items():
+        for value in values:
+            yield _node("Tag", next(shard), {"id": tag_id(key, value), "key": key, "value": value})
     for number in range(tenant.users):
         first = _FIRST_NAMES[number % len(_FIRST_NAMES)]
         last = _LAST_NAMES[(number // len(_FIRST_NAMES)) % len(_LAST_NAMES)]
@@ -118,10 +124,9 @@ def _group_rows(tenant: Tenant, rg: ResourceGroup, shard: int) -> Iterator[_Row]
         "location": rg.location, "tags": json_strings(rg.tags), "provisioning_state": "Succeeded"})
     yield _rel("CONTAINS", "Subscription", f"/subscriptions/{rg.subscription}", "ResourceGroup",
                rg.id, shard)
-    region = tenant.region_ids[rg.location]
-    yield _rel("LOCATED_IN", "ResourceGroup", rg.id, "Region", region, shard)
+    yield _rel("LOCATED_IN", "ResourceGroup", rg.id, "Region", region_id(rg.location), shard)
     for key, value in rg.tags.items():
-        yield _rel("TAGGED_WITH", "ResourceGroup", rg.id, "Tag", tenant.tag_ids[key, value], shard)
+        yield _rel("TAGGED_WITH", "ResourceGroup", rg.id, "Tag", tag_id(key, value), shard)
     principals = [
         ("User", tenant.user_id(rng.randrange(tenant.users))),
         ("ServicePrincipal", tenant.service_principal_id(rng.randrange(tenant.service_principals))),
@@ -151,7 +156,6 @@ _SECRET_NAMES = ("db-connection-string", "storage-key", "api-key", "jwt-signing-
 def _resource_rows(tenant: Tenant, slot: Slot, shard: int, end: int) -> Iterator[_Row]:
     """One abstracted resource, its Original, and every relationship it owns."""
     rg, info, t = slot.rg, TYPES[slot.kind], tenant.spec.tenant_id
-    region = tenant.region_ids[rg.location]
     rng = random.Random(f"{tenant.key}\x1f{slot.index}")
     properties, extra, detail = BUILDERS[slot.kind](slot, rng, end)
     tags = {}
@@ -185,9 +189,9 @@ def _resource_rows(tenant: Tenant, slot: Slot, shard: int, end: int) -> Iterator
                   {"id": slot.original_id, "name": slot.original_name, **common})
     yield _rel("SCAN_SOURCE_NODE", RESOURCE_LABEL, slot.id, RESOURCE_LABEL, slot.original_id, shard)
     yield _rel("CONTAINS", "ResourceGroup", rg.id, RESOURCE_LABEL, slot.id, shard)
-    yield _rel("LOCATED_IN", RESOURCE_LABEL, slot.id, "Region", region, shard)
+    yield _rel("LOCATED_IN", RESOURCE_LABEL, slot.id, "Region", region_id(rg.location), shard)
     for key, value in tags.items():
-        yield _rel("TAGGED_WITH", RESOURCE_LABEL, slot.id, "Tag", tenant.tag_ids[key, value], shard)
+        yield _rel("TAGGED_WITH", RESOURCE_LABEL, slot.id, "Tag", tag_id(key, value), shard)
     for link in slot.links:
         start, end_id = (slot.id, link.target.id) if link.outgoing else (link.target.id, slot.id)
         yield _rel(link.rel_type, RESOURCE_LABEL, start, RESOURCE_LABEL, end_id, shard, link.props)
@@ -201,7 +205,7 @@ def _resource_rows(tenant: Tenant, slot: Slot, shard: int, end: int) -> Iterator
         yield _rel("USES_IDENTITY", RESOURCE_LABEL, slot.id, "ManagedIdentity", identity, shard)
     if slot.kind == "vault":
         for secret in rng.sample(_SECRET_NAMES, rng.randint(1, 4)):
-            secret_id = f"{slot.id}/secrets/{secret}"
+            secret_id = f"{slot.original_id}/secrets/{secret}"
             yield _node("KeyVaultSecret", shard, {
                 "id": secret_id, "name": secret, "vault_id": slot.id, "enabled": True,
                 "content_type": "text/plain", "tenant_id": t})
@@ -271,25 +275,42 @@ def label_key(kind: WriteKind) -> str:
     return ":".join((kind[1], *kind[2]))
 
 
+def shared_node_ids(spec: DemoTenantSpec) -> Dict[str, FrozenSet[str]]:
+    """``{label: ids}`` of the shared nodes (``SHARED_LABELS``) that ``spec``'s rows write.
+
+    They carry no ``tenant_id`` and their ids do not depend on the tenant, so a database
+    holding several demo tenants holds one node per id in the union of theirs.
+    """
+    ids: Dict[str, set] = {label: set() for label in SHARED_LABELS}
+    for _, ((kind, _), row) in _tenant_rows(Tenant(spec), 1):
+        if kind[1] in ids:
+            ids[kind[1]].add(row["id"])
+    return {label: frozenset(found) for label, found in ids.items()}
+
+
 def expected_counts(spec: DemoTenantSpec) -> Dict[str, Dict[str, int]]:
     """Exact counts of a spec's tenant, by generating it (≈ 0.1 s per 1,000 resources).
 
-    ``{"nodes": {label key: n}, "relationships": {type: n}, "resources_by_type": {type: n}}``,
-    where a label key is ``label_key(kind)`` and ``resources_by_type`` counts the
-    abstracted resources by ARM type.
+    ``{"nodes": {label key: n}, "shared_nodes": {label: n}, "relationships": {type: n},
+    "resources_by_type": {type: n}}``: ``nodes`` are the tenant's own nodes (they carry
+    its ``tenant_id``), by ``label_key(kind)``; ``shared_nodes`` the shared ones its rows
+    write (see ``shared_node_ids``: other tenants may write the same); every relationship
+    starts at a node of the tenant; ``resources_by_type`` counts the abstracted resources
+    by ARM type.
     """
     nodes: collections.Counter = collections.Counter()
+    shared: collections.Counter = collections.Counter()
     relationships: collections.Counter = collections.Counter()
     types: collections.Counter = collections.Counter()
     for tag, ((kind, _), row) in generate_rows(spec):
         if tag == NODES:
-            nodes[label_key(kind)] += 1
+            (shared if kind[1] in SHARED_LABELS else nodes)[label_key(kind)] += 1
             if kind == _RESOURCE_KIND:
                 types[row["type"]] += 1
         else:
             relationships[kind[1]] += 1
-    return {"nodes": dict(nodes), "relationships": dict(relationships),
-            "resources_by_type": dict(types)}
+    return {"nodes": dict(nodes), "shared_nodes": dict(shared),
+            "relationships": dict(relationships), "resources_by_type": dict(types)}
 
 
 def approximate_counts(spec: DemoTenantSpec) -> Tuple[int, int]:

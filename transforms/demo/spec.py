@@ -15,8 +15,9 @@ _TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
 class DemoTenantSpec:
     """Which demo tenant: its id, how many abstracted resources, the seed, subscriptions.
 
-    ``tenant_id`` is written into every node's ``tenant_id`` and into the ids of the
-    tenant-wide nodes, so it is restricted to letters, digits, ``.``, ``_`` and ``-``.
+    ``tenant_id`` is written into the ``tenant_id`` of every node but the shared ones
+    (``Region``, ``Tag``) and into the ids of the tenant-wide nodes, so it is restricted
+    to letters, digits, ``.``, ``_`` and ``-``.
     """
 
     tenant_id: str
