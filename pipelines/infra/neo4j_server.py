@@ -369,7 +369,9 @@ class LocalNeo4j:
             if text and text[0]:
                 return text[0]
         self.home.mkdir(parents=True, exist_ok=True)
-        generated = secrets.token_urlsafe(24)
+        # A letter first: neo4j-admin would take a password that starts with '-' for an
+        # option (token_urlsafe alone does that one time in 64).
+        generated = "p" + secrets.token_urlsafe(24)
         descriptor = os.open(stored, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(generated + "\n")

@@ -1,4 +1,4 @@
-"""Validate a scale-up in the database: DOMAIN.md's invariants, over every node it made.
+"""Validate a scale-up in the database: the invariants of README's "What it produces", over every node it made.
 
     python -m pipelines.validate --operation-id ID [--json]
 
