@@ -492,10 +492,19 @@ def plan_scale_up(
         template_problems=check.problems,
         relationship_problems=_relationship_problems(problems),
         batch_size=batch_size,
-        parts=pack_parts(templates.nodes, extra, components, templates.weights, batch_size),
+        parts=_parts(templates, extra, components, base_copies, batch_size),
         fingerprint=_fingerprint(templates.keys, extra, base_copies, batch_size,
                                  check.excluded_ids),
     )
+
+
+def _parts(templates: _Templates, extra: np.ndarray, components: np.ndarray, base_copies: int,
+           batch_size: int) -> Tuple[TemplatePart, ...]:
+    """The write's parts: every component, or with no base copy (a factor below 2) only
+    the components the partial replica copies (the others have nothing to write)."""
+    kept = slice(None) if base_copies else np.isin(components, components[extra == 1])
+    return pack_parts(templates.nodes[kept], extra[kept], components[kept],
+                      templates.weights[kept], batch_size)
 
 
 def _relationships_by_end(session: neo4j.Session, query: str,

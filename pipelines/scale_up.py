@@ -1,4 +1,4 @@
-"""Scale up a tenant: plan, then read → replicate → batch → write, then report.
+"""Scale up a tenant: plan (its batches too), then read → replicate → write, then report.
 
     python -m pipelines.scale_up --tenant-id T --scale-factor 8 [--json] [--report report.json]
 
