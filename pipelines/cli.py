@@ -333,10 +333,36 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
+def _is_driver_code(frame: FrameType) -> bool:
+    module = frame.f_globals.get("__name__", "")
+    return module == "neo4j" or module.startswith("neo4j.")
+
+
+def _inside_neo4j_driver(frame: Optional[FrameType]) -> bool:
+    """Whether the main thread, at ``frame``, is running the Neo4j driver's own code:
+    the innermost driver frame on the stack is not the one that calls a transaction
+    function (``_run_transaction``). Inside a transaction function of ours, an exception
+    is what the driver expects (it rolls the transaction back on a clean connection)."""
+    while frame is not None:
+        if _is_driver_code(frame):
+            return frame.f_code.co_name != "_run_transaction"
+        frame = frame.f_back
+    return False
+
+
 class _SignalStop:
     """While active, the first SIGINT or SIGTERM raises ``Interrupted`` in the main
     thread and the second ends the process at once (``os._exit``: the server rolls back
-    whatever transaction was still open, as it does when a connection closes)."""
+    whatever transaction was still open, as it does when a connection closes).
+
+    ``Interrupted`` is never raised inside the Neo4j driver's own code: an exception in
+    the middle of reading a response leaves the connection half-read, and cleaning it up
+    then fails (``BufferError``) or waits for bytes that never come, until the receive
+    timeout the server advertises (two minutes: a 120 s stop seen in CI). A signal that
+    arrives while the main thread is in the driver is held: the main thread is traced
+    (``sys.settrace``, the way a debugger steps) until it runs other code, and raises
+    there; an interrupted system call is resumed meanwhile (PEP 475). The second signal
+    still ends the process at once."""
 
     def __init__(self) -> None:
         self.signum: Optional[int] = None
@@ -362,7 +388,34 @@ class _SignalStop:
         self.signum = signum
         os.write(2, f"\n{signal.Signals(signum).name}: stopping (send it again to stop "
                     "at once)\n".encode())
-        raise Interrupted(signum)
+        if _inside_neo4j_driver(frame):
+            self._raise_on_leaving_the_driver(frame)
+        else:
+            raise Interrupted(signum)
+
+    def _raise_on_leaving_the_driver(self, frame: Optional[FrameType]) -> None:
+        """Trace the main thread from ``frame`` on; raise ``Interrupted`` at the first
+        event of code that is not the driver's, then stop tracing."""
+        previous = sys.gettrace()
+        traced: List[FrameType] = []
+
+        def on_event(current: FrameType, event: str, arg: Any):
+            if _inside_neo4j_driver(current):
+                return on_event
+            sys.settrace(previous)
+            for each in traced:
+                each.f_trace = None
+            raise Interrupted(self.signum)
+
+        def on_call(current: FrameType, event: str, arg: Any):
+            return None if _is_driver_code(current) else on_event
+
+        while frame is not None:  # the frames the driver returns to
+            if not _is_driver_code(frame):
+                frame.f_trace = on_event
+                traced.append(frame)
+            frame = frame.f_back
+        sys.settrace(on_call)
 
     def interruptible(self, action: Callable[[], T]) -> Callable[[], T]:
         """``action``, raising ``Interrupted`` for whatever error a signal caused (Beam
