@@ -64,9 +64,16 @@ MAX_EXAMPLES = 5
 #: Templates per query when counting the relationships of the templates with one copy more.
 _COUNT_CHUNK = 20_000
 
+#: Every query of the plan stage is planned afresh (``CYPHER replan=force``: a few
+#: milliseconds, once per run). A cached plan is kept until the statistics it was made
+#: with diverge enough, and index statistics follow a bulk load late: a plan made for
+#: an earlier, smaller graph once spent 119 s of server CPU on a 5,000-template plan
+#: that takes under a second planned for the graph as it is.
+_REPLAN = "CYPHER replan=force"
+
 #: One pass over the selected resources: how many, those without a string id (count and
 #: examples), and those with a label that may not enter Cypher (all: they are excluded).
-_SELECTED = f"""
+_SELECTED = f"""{_REPLAN}
 MATCH (t:Resource) WHERE {selected_predicate('t')}
 WITH t, t.id IS :: STRING NOT NULL AS has_id
 RETURN count(t) AS selected,
@@ -77,7 +84,7 @@ RETURN count(t) AS selected,
        collect(CASE WHEN has_id AND any(label IN labels(t) WHERE NOT label =~ $identifier)
                THEN [t.id, [label IN labels(t) WHERE NOT label =~ $identifier]] END) AS unsafe
 """
-_DUPLICATE_IDS = f"""
+_DUPLICATE_IDS = f"""{_REPLAN}
 MATCH (t:Resource) WHERE {selected_predicate('t')} AND t.id IS :: STRING NOT NULL
 WITH t.id AS id, count(*) AS n WHERE n > 1
 RETURN id, n ORDER BY id
@@ -85,24 +92,28 @@ RETURN id, n ORDER BY id
 
 #: Every template with what the plan needs of it. ``degree`` counts the relationships a
 #: copy will have (rows per replica, for packing); ``edges`` are its outgoing copied
-#: relationships to other templates (those join components).
-_TEMPLATES = f"""
+#: relationships to other templates (those join components). Whether the other end is
+#: a template is asked in the projection, not in the pattern's WHERE: there, its
+#: ``tenant_id`` could be answered by an index seek joined back to ``t``, a plan whose
+#: cost grows with the square of the templates; every neighbour is reached from ``t``.
+_TEMPLATES = f"""{_REPLAN}
 MATCH (t:Resource) WHERE {template_predicate('t')}
 RETURN id(t) AS node, t.id AS id, t.type AS type,
        COUNT {{ (t)-[r]-(o) WHERE NOT type(r) IN $not_copied
                 AND coalesce(o.synthetic, false) = false }} AS degree,
-       [(t)-[r]->(o) WHERE NOT type(r) IN $not_copied AND type(r) =~ $identifier
-                     AND {template_predicate('o')} | [id(o), type(r)]] AS edges
+       [edge IN [(t)-[r]->(o) WHERE NOT type(r) IN $not_copied AND type(r) =~ $identifier
+                 | CASE WHEN {template_predicate('o')} THEN [id(o), type(r)] END]
+        WHERE edge IS NOT NULL] AS edges
 """
 
 #: The template relationships by type and by what their other end is.
-_RELATIONSHIPS_BY_END = f"""
+_RELATIONSHIPS_BY_END = f"""{_REPLAN}
 MATCH (t:Resource) WHERE {template_predicate('t')}
 {TEMPLATE_RELATIONSHIPS}
 RETURN type(r) AS type, {OTHER_END_KIND} AS end, count(*) AS n
 """
 #: The same for some templates only (those with one copy more), by internal node id.
-_RELATIONSHIPS_BY_END_OF = f"""
+_RELATIONSHIPS_BY_END_OF = f"""{_REPLAN}
 UNWIND $nodes AS node
 MATCH (t:Resource) WHERE id(t) = node AND {template_predicate('t')}
 {TEMPLATE_RELATIONSHIPS}
