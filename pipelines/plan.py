@@ -66,9 +66,9 @@ _COUNT_CHUNK = 20_000
 
 #: Every query of the plan stage is planned afresh (``CYPHER replan=force``: a few
 #: milliseconds, once per run). A cached plan is kept until the statistics it was made
-#: with diverge enough, and index statistics follow a bulk load late: a plan made for
-#: an earlier, smaller graph once spent 119 s of server CPU on a 5,000-template plan
-#: that takes under a second planned for the graph as it is.
+#: with diverge enough, and index statistics follow a bulk load late: once, the plan of
+#: 5,000 templates took 119 s of server CPU instead of under a second, and the server
+#: then discarded as stale the plans it had cached for an earlier, smaller graph.
 _REPLAN = "CYPHER replan=force"
 
 #: One pass over the selected resources: how many, those without a string id (count and
