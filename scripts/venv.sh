@@ -13,8 +13,13 @@ fi
 
 want=$(sha256sum setup.py | cut -d' ' -f1)
 if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
-    echo "==> installing the project and its test dependencies into $venv (pip install -e '.[test]')"
-    "$python" -m pip install --disable-pip-version-check --progress-bar off -e '.[test]'
+    log=$venv/pip-install.log
+    echo "==> installing the project and its test dependencies into $venv (pip install -e '.[test]'; its output: $log)"
+    if ! "$python" -m pip install --disable-pip-version-check --progress-bar off -e '.[test]' >"$log" 2>&1; then
+        tail -n 30 "$log"
+        echo "error: pip could not install the project; its whole output is in $log"
+        exit 1
+    fi
     echo "$want" > "$stamp"
 else
     echo "==> $venv is up to date with setup.py"
