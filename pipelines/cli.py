@@ -692,10 +692,11 @@ Measure = Tuple[str, int, int]
 
 
 class ProgressReporter(threading.Thread):
-    """Shows ``label: 7 of 35 nodes, 0 of 90 relationships (6%), phase nodes, 120 /s,
+    """Shows ``label: 7 of 35 nodes, 0 of 90 relationships (6%), phase copies, 120 /s,
     ETA 1 s`` every ``interval`` seconds until ``stop()``: as a log line, or as a live
     bar redrawn every second when stderr is a terminal. The rate and ETA are over all
-    measures; with several measures, the phase is the first one not yet complete.
+    measures. With several measures, the phase is named after the first one not yet
+    complete: ``phases[i]`` for measure i if given, else the measure's own name.
 
     ``measure()`` is called on this thread (paced by its own cost, see
     ``MEASURE_COST_FACTOR``); if it raises (the database it counts in went
@@ -706,9 +707,11 @@ class ProgressReporter(threading.Thread):
     BAR_INTERVAL_S = 1.0
     BAR_WIDTH = 24
 
-    def __init__(self, label: str, measure: Callable[[], List[Measure]], interval: float) -> None:
+    def __init__(self, label: str, measure: Callable[[], List[Measure]], interval: float,
+                 phases: Optional[Sequence[str]] = None) -> None:
         super().__init__(name=f"progress {label}", daemon=True)
         self._label = label
+        self._phases = phases
         self._measure = measure
         self._bar = _stderr_handler if _stderr_handler is not None and _stderr_handler.live else None
         self._interval = min(interval, self.BAR_INTERVAL_S) if self._bar else interval
@@ -746,11 +749,11 @@ class ProgressReporter(threading.Thread):
         eta = duration_text((total - done) / rate) if rate > 0 else "unknown"
         return done / max(total, 1), f"{rate:,.0f} /s", eta
 
-    @staticmethod
-    def _phase(measures: List[Measure]) -> str:
+    def _phase(self, measures: List[Measure]) -> str:
         if len(measures) < 2:
             return ""
-        phase = next((what for what, count, of in measures if count < of), "done")
+        names = self._phases or [what for what, _, _ in measures]
+        phase = next((name for name, (_, count, of) in zip(names, measures) if count < of), "done")
         return f", phase {phase}"
 
     def line(self, measures: List[Measure], elapsed: float) -> str:

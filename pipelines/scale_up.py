@@ -204,7 +204,10 @@ def run_pipeline(options, connection: Neo4jConnection, driver, plan: ScalePlan,
         return [("nodes", nodes, plan.new_node_count),
                 ("relationships", relationships, plan.new_relationship_count)]
 
-    progress = ProgressReporter("progress", measure, config.progress_interval)
+    # Copy units write nodes with their relationships; once every node is written, what
+    # remains are the links between slices of large components.
+    progress = ProgressReporter("progress", measure, config.progress_interval,
+                                phases=("copies", "links"))
     progress.start()
     try:
         pipeline = beam.Pipeline(options=options)

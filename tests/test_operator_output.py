@@ -71,7 +71,7 @@ def test_a_default_run_writes_only_our_lines_to_stderr(default_run):
     assert sum(" components → " in line for line in lines) == 1
     progress = [line for line in lines if " progress: " in line]
     assert 1 <= len(progress) <= run.elapsed / 0.5 + 1
-    assert all(re.search(r"of [\d,]+ nodes, .* \(\d+%\), phase (nodes|relationships|done), "
+    assert all(re.search(r"of [\d,]+ nodes, .* \(\d+%\), phase (copies|links|done), "
                          r"[\d,]+ /s, ETA ", line) for line in progress), progress
     retried = [line[len("00:00:00 "):] for line in lines if "transient errors" in line]
     assert retried == ([f"{report['retries']} transient errors (deadlocks) retried"]
@@ -174,18 +174,18 @@ def test_a_terminal_gets_a_live_bar_that_leaves_its_last_state_as_a_line(monkeyp
         done["nodes"] = min(done["nodes"] + 10, 40)
         return [("nodes", done["nodes"], 40), ("relationships", 0, 60)]
 
-    progress = cli.ProgressReporter("progress", measure, interval=0.05)
+    progress = cli.ProgressReporter("progress", measure, interval=0.05, phases=("copies", "links"))
     progress.start()
     time.sleep(0.3)
     logging.getLogger("scale_up").info("a line while the bar runs")
     time.sleep(0.1)
     progress.stop()
     text = terminal.getvalue()
-    assert "\r\x1b[Kprogress [" in text and "nodes 40/40  relationships 0/60, phase relationships" in text
+    assert "\r\x1b[Kprogress [" in text and "nodes 40/40  relationships 0/60, phase links" in text
     assert re.search(r"\r\x1b\[K\d\d:\d\d:\d\d a line while the bar runs\nprogress \[", text)
     last = text.split("\r\x1b[K")[-1]
     assert re.fullmatch(r"\d\d:\d\d:\d\d progress: 40 of 40 nodes, 0 of 60 relationships \(40%\), "
-                        r"phase relationships, .*\n", last), last
+                        r"phase links, .*\n", last), last
 
 
 def test_the_summary_shows_errors_dead_letters_and_what_to_do_whatever_else_the_report_has():
