@@ -368,6 +368,7 @@ class _SignalStop:
         self.signum: Optional[int] = None
         self.hint: Optional[str] = None
         self._previous: Dict[int, Any] = {}
+        self._stop_tracing: Optional[Callable[[], None]] = None
 
     def __enter__(self) -> "_SignalStop":
         if threading.current_thread() is threading.main_thread():
@@ -376,6 +377,8 @@ class _SignalStop:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
+        if self._stop_tracing is not None:  # the block ended inside the driver
+            self._stop_tracing()
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
 
@@ -399,12 +402,16 @@ class _SignalStop:
         previous = sys.gettrace()
         traced: List[FrameType] = []
 
-        def on_event(current: FrameType, event: str, arg: Any):
-            if _inside_neo4j_driver(current):
-                return on_event
+        def stop_tracing() -> None:
             sys.settrace(previous)
             for each in traced:
                 each.f_trace = None
+            self._stop_tracing = None
+
+        def on_event(current: FrameType, event: str, arg: Any):
+            if _inside_neo4j_driver(current):
+                return on_event
+            stop_tracing()
             raise Interrupted(self.signum)
 
         def on_call(current: FrameType, event: str, arg: Any):
@@ -415,6 +422,7 @@ class _SignalStop:
                 frame.f_trace = on_event
                 traced.append(frame)
             frame = frame.f_back
+        self._stop_tracing = stop_tracing
         sys.settrace(on_call)
 
     def interruptible(self, action: Callable[[], T]) -> Callable[[], T]:
