@@ -64,16 +64,9 @@ MAX_EXAMPLES = 5
 #: Templates per query when counting the relationships of the templates with one copy more.
 _COUNT_CHUNK = 20_000
 
-#: Every query of the plan stage is planned afresh (``CYPHER replan=force``: a few
-#: milliseconds, once per run). A cached plan is kept until the statistics it was made
-#: with diverge enough, and index statistics follow a bulk load late: once, the plan of
-#: 5,000 templates took 119 s of server CPU instead of under a second, and the server
-#: then discarded as stale the plans it had cached for an earlier, smaller graph.
-_REPLAN = "CYPHER replan=force"
-
 #: One pass over the selected resources: how many, those without a string id (count and
 #: examples), and those with a label that may not enter Cypher (all: they are excluded).
-_SELECTED = f"""{_REPLAN}
+_SELECTED = f"""
 MATCH (t:Resource) WHERE {selected_predicate('t')}
 WITH t, t.id IS :: STRING NOT NULL AS has_id
 RETURN count(t) AS selected,
@@ -84,7 +77,7 @@ RETURN count(t) AS selected,
        collect(CASE WHEN has_id AND any(label IN labels(t) WHERE NOT label =~ $identifier)
                THEN [t.id, [label IN labels(t) WHERE NOT label =~ $identifier]] END) AS unsafe
 """
-_DUPLICATE_IDS = f"""{_REPLAN}
+_DUPLICATE_IDS = f"""
 MATCH (t:Resource) WHERE {selected_predicate('t')} AND t.id IS :: STRING NOT NULL
 WITH t.id AS id, count(*) AS n WHERE n > 1
 RETURN id, n ORDER BY id
@@ -95,8 +88,12 @@ RETURN id, n ORDER BY id
 #: relationships to other templates (those join components). Whether the other end is
 #: a template is asked in the projection, not in the pattern's WHERE: there, its
 #: ``tenant_id`` could be answered by an index seek joined back to ``t``, a plan whose
-#: cost grows with the square of the templates; every neighbour is reached from ``t``.
-_TEMPLATES = f"""{_REPLAN}
+#: cost grows with the square of the templates (a plan cached for a smaller graph may
+#: choose it: once, in a benchmark loading bigger tenants in turn, the plan of 5,000
+#: templates took 119 s of server CPU instead of under a second, and the server then
+#: discarded as stale the plans it had cached for the smaller graph). Asked here, every
+#: neighbour is reached from ``t`` whatever the statistics say.
+_TEMPLATES = f"""
 MATCH (t:Resource) WHERE {template_predicate('t')}
 RETURN id(t) AS node, t.id AS id, t.type AS type,
        COUNT {{ (t)-[r]-(o) WHERE NOT type(r) IN $not_copied
@@ -107,13 +104,13 @@ RETURN id(t) AS node, t.id AS id, t.type AS type,
 """
 
 #: The template relationships by type and by what their other end is.
-_RELATIONSHIPS_BY_END = f"""{_REPLAN}
+_RELATIONSHIPS_BY_END = f"""
 MATCH (t:Resource) WHERE {template_predicate('t')}
 {TEMPLATE_RELATIONSHIPS}
 RETURN type(r) AS type, {OTHER_END_KIND} AS end, count(*) AS n
 """
 #: The same for some templates only (those with one copy more), by internal node id.
-_RELATIONSHIPS_BY_END_OF = f"""{_REPLAN}
+_RELATIONSHIPS_BY_END_OF = f"""
 UNWIND $nodes AS node
 MATCH (t:Resource) WHERE id(t) = node AND {template_predicate('t')}
 {TEMPLATE_RELATIONSHIPS}
