@@ -7,7 +7,9 @@ its record ``interrupted`` with the time and no lease, and a last stderr line th
 the command resuming it.
 Running that command (with bigger batches, to save time) completes the operation
 exactly. ``--rollback-on-failure``
-undoes an interrupted run; a second signal ends the process at once.
+undoes an interrupted run; a second signal ends the process at once. In this process,
+signals at random moments of streamed reads show that a signal is never raised inside the
+Neo4j driver (which would leave its connection half-read).
 
 Phases are made to last seconds with one writer and batches of 5 rows (smaller than
 one template's copy with its relationships: every component with a relationship is
