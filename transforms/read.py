@@ -3,7 +3,8 @@
 ``ReadTemplates`` takes the parts the plan packed (``transforms.batch.TemplatePart``:
 whole components of templates, by internal node id) and reads each part in its own
 read transactions, after the reshuffle that ``beam.Create`` does, so that a runner
-can spread the parts over workers. Neither the launcher nor one transaction ever holds the whole tenant.
+can spread the parts over workers. Neither the launcher nor one transaction ever holds
+the whole tenant.
 
 A part comes out as one ``PartTemplates``: its templates ``{"node", "id", "labels",
 "props"}`` in the part's order, and the relationships that touch them, each exactly

@@ -48,7 +48,7 @@ from transforms.model import (
     RELATIONSHIP_KEY,
     RESOURCE_LABEL,
 )
-from transforms.read import PartTemplates, TemplateRelationship
+from transforms.read import PartTemplates
 
 LINKS_TAG = "links"
 

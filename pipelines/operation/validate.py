@@ -1,4 +1,5 @@
-"""Validate a scale-up in the database: the invariants of README's "What it produces", over every node it made.
+"""Validate a scale-up in the database: the invariants of README's "What it produces",
+over every node it made.
 
     python -m pipelines.validate --operation-id ID [--json]
 
@@ -44,7 +45,6 @@ from transforms.model import (
     NODE_MARKERS,
     NOT_COPIED_LABELS,
     NOT_COPIED_PROPERTIES,
-    NOT_COPIED_RELATIONSHIPS,
     RELATIONSHIP_KEY,
     RELATIONSHIP_MARKERS,
     RESOURCE_LABEL,
